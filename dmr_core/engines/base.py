@@ -1,0 +1,97 @@
+"""The contract every inference engine implements.
+
+An engine class is registered through the ``dmr_register_engines`` hook and instantiated only
+inside an inference worker, once per (model, mode). Its module must stay cheap to import: heavy
+libraries (``llama_cpp``, ``torch``) are imported inside :meth:`Engine.load`, because the class
+is also imported by every web worker to list engines and check availability.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+from dmr_core.generation import (
+    EmbeddingRequest,
+    EmbeddingResult,
+    GenerationChunk,
+    GenerationRequest,
+    Mode,
+)
+
+#: Returns True once the job should stop (the client went away).
+CancelCheck = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether an engine can run here, and a human-readable status (``/engines/status``)."""
+
+    installed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """How to load a model: context window and CPU threads (0 = engine default)."""
+
+    context_size: int = 0
+    threads: int = 0
+
+
+class Engine(ABC):
+    """One model loaded for one mode.
+
+    :cvar name: the engine's public name, as in ``/engines/{name}/v1/...`` (``"llama.cpp"``).
+    :cvar formats: model formats it can load (``{"gguf"}``).
+    :cvar modes: the :class:`~dmr_core.generation.Mode` values it supports.
+    :cvar requires: import names that must be importable for the engine to be available.
+    """
+
+    name: ClassVar[str]
+    formats: ClassVar[frozenset[str]] = frozenset()
+    modes: ClassVar[frozenset[Mode]] = frozenset({Mode.COMPLETION})
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, model_path: str, mode: Mode, config: RunnerConfig) -> None:
+        self.model_path = model_path
+        self.mode = mode
+        self.config = config
+
+    @classmethod
+    def availability(cls) -> Availability:
+        """Installed when every module in :attr:`requires` can be found (without importing it)."""
+        missing = [name for name in cls.requires if importlib.util.find_spec(name) is None]
+        if missing:
+            return Availability(False, f"Not Installed: missing {', '.join(missing)}")
+        return Availability(True, f"Running: {cls.name}")
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load the model. Import heavy libraries here, not at module level.
+
+        :raises dmr_core.errors.ModelLoadFailed: when the files cannot be loaded.
+        """
+
+    def generate(self, request: GenerationRequest, cancelled: CancelCheck) -> Iterator[GenerationChunk]:
+        """Yield chunks of text; the last one carries ``finish_reason`` and ``usage``.
+
+        Stop promptly (within about one token) once ``cancelled()`` returns True.
+        """
+        raise _unsupported(self, "text generation")
+
+    def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
+        """Return one pooled, L2-normalised vector per input."""
+        raise _unsupported(self, "embeddings")
+
+    def close(self) -> None:
+        """Free the model's memory. The default drops nothing; engines holding native memory override it."""
+
+
+def _unsupported(engine: Engine, what: str) -> Exception:
+    from dmr_core.errors import InvalidRequest
+
+    return InvalidRequest(f"engine {engine.name} does not support {what}")

@@ -1,0 +1,137 @@
+"""The one exception tree of dmr.
+
+Every failure a client can see is a :class:`DmrError` subclass carrying an HTTP ``status``, a
+machine-readable ``code`` and, where one input is to blame, the request ``param``. Engines and the
+pool raise these types (never bare strings to be pattern-matched later); each API dialect maps
+them to its own wire shape in exactly one place (``dialects/<name>/errors.py``). They cross the
+inference-pool socket as :meth:`DmrError.to_dict` frames and are rebuilt by :func:`error_from_dict`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DmrError(Exception):
+    """Base class: a failure with an HTTP status, a code and a human message."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    #: OpenAI-style error "type" this family maps to.
+    kind: ClassVar[str] = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise for the pool socket (see :func:`error_from_dict`)."""
+        return {"class": type(self).__name__, "message": self.message, "param": self.param}
+
+
+class InvalidRequest(DmrError):
+    """The request is malformed or asks for something this server does not do (400)."""
+
+    status = 400
+    code = "invalid_request"
+    kind = "invalid_request_error"
+
+
+class RequestTooLarge(InvalidRequest):
+    """The body is over the configured limit (DMR answers 400 ``request too large``)."""
+
+    code = "request_too_large"
+
+
+class InvalidReference(InvalidRequest):
+    """A model name that cannot be parsed or that tries to escape the store."""
+
+    code = "invalid_reference"
+
+
+class UnsupportedParameter(InvalidRequest):
+    """A documented parameter whose value this server cannot honour (for example ``n`` > 1)."""
+
+    code = "unsupported_parameter"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    """The prompt (plus the requested tokens) does not fit in the model's context window."""
+
+    code = "context_length_exceeded"
+
+
+class NotFound(DmrError):
+    """Something named by the request does not exist (404)."""
+
+    status = 404
+    code = "not_found"
+    kind = "invalid_request_error"
+
+
+class ModelNotFound(NotFound):
+    """The model is not in the local store (dmr never pulls implicitly)."""
+
+    code = "model_not_found"
+
+
+class EngineNotFound(NotFound):
+    """No engine of that name is registered."""
+
+    code = "engine_not_found"
+
+
+class Conflict(DmrError):
+    """The request conflicts with the current state (409)."""
+
+    status = 409
+    code = "conflict"
+    kind = "invalid_request_error"
+
+
+class EngineUnavailable(DmrError):
+    """The engine exists but cannot serve now: not installed, or the pool is down (503)."""
+
+    status = 503
+    code = "engine_unavailable"
+    kind = "server_error"
+
+
+class ModelLoadFailed(DmrError):
+    """The engine could not load the model's files."""
+
+    code = "model_load_failed"
+
+
+class WorkerCrashed(DmrError):
+    """The inference worker running this job died; only its in-flight jobs fail."""
+
+    code = "worker_crashed"
+
+
+class EngineError(DmrError):
+    """The engine failed while running a job."""
+
+    code = "engine_error"
+
+
+def _subclasses(cls: type[DmrError]) -> dict[str, type[DmrError]]:
+    found = {cls.__name__: cls}
+    for sub in cls.__subclasses__():
+        found.update(_subclasses(sub))
+    return found
+
+
+def error_from_dict(data: dict[str, Any]) -> DmrError:
+    """Rebuild an error sent by :meth:`DmrError.to_dict`; unknown classes become :class:`DmrError`."""
+    cls = _subclasses(DmrError).get(str(data.get("class")), DmrError)
+    return cls(str(data.get("message", "")), param=data.get("param"))
+
+
+class MethodNotAllowed(DmrError):
+    """The path exists but not for this HTTP method (405)."""
+
+    status = 405
+    code = "method_not_allowed"
+    kind = "invalid_request_error"

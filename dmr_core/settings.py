@@ -1,0 +1,114 @@
+"""All of dmr's settings, in one place, with one documented precedence.
+
+From lowest to highest:
+
+1. the defaults below (:class:`Settings` field defaults);
+2. the TOML file ``conf/dmr.toml`` in the project root, or the file named by ``DMR_CONFIG``;
+3. ``DMR_<FIELD>`` environment variables (``DMR_STORE=/srv/models``, ``DMR_DEVICES=cpu``), parsed
+   into the field's type;
+4. keyword overrides given to :func:`load_settings` (tests, ``create_app(settings=...)``).
+
+The same settings object is read by the web workers, the inference pool and the CLI, so a value
+means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_FILE = PROJECT_ROOT / "conf" / "dmr.toml"
+
+
+def _default_store() -> str:
+    return os.environ.get("MODELS_PATH") or str(Path.home() / ".dmr" / "models")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable, with its default. Field names are the TOML keys and ``DMR_`` env suffixes."""
+
+    #: Where the content-addressed model store lives (DMR's ``MODELS_PATH`` is honoured too).
+    store: str = field(default_factory=_default_store)
+    #: Address the HTTP server binds (``host:port``, or ``unix:/path``).
+    bind: str = "127.0.0.1:12434"
+    #: Number of gunicorn gevent web workers.
+    web_workers: int = 2
+    #: Niceness added to web workers, so token relaying never steals a core from decoding.
+    web_nice: int = 10
+    #: Directory for the inference pool's Unix sockets (default: a private dir under the store).
+    pool_dir: str = ""
+    #: Devices that get one inference worker each: ``cpu``, or ``cuda:0,cuda:1``.
+    devices: str = "cpu"
+    #: CPU threads per inference worker; 0 = the number of physical cores.
+    threads: int = 0
+    #: Engine used when the request does not name one.
+    default_engine: str = "llama.cpp"
+    #: Context window for loaded models; 0 = the model's own (capped by ``max_context``).
+    context_size: int = 0
+    #: Upper bound for the context window picked automatically from the model.
+    max_context: int = 4096
+    #: Largest accepted request body, in bytes (DMR: 10 MiB).
+    max_body: int = 10 * 1024 * 1024
+    #: Seconds a streamed token may wait before it is sent, to coalesce wake-ups (0 = every token).
+    stream_flush_interval: float = 0.0
+    #: Log level for dmr's own loggers.
+    log_level: str = "info"
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def store_path(self) -> Path:
+        return Path(self.store).expanduser()
+
+    @property
+    def pool_path(self) -> Path:
+        return Path(self.pool_dir).expanduser() if self.pool_dir else self.store_path / ".pool"
+
+
+def _coerce(value: str, kind: type) -> Any:
+    if kind is bool:
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return kind(value)
+
+
+def _field_types() -> dict[str, type]:
+    types = {"str": str, "int": int, "float": float, "bool": bool}
+    return {f.name: types[str(f.type)] for f in dataclasses.fields(Settings)}
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    with path.open("rb") as fh:
+        data = tomllib.load(fh)
+    unknown = set(data) - set(_field_types())
+    if unknown:
+        raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
+    return data
+
+
+def _from_env(environ: dict[str, str]) -> dict[str, Any]:
+    found = {}
+    for name, kind in _field_types().items():
+        raw = environ.get(f"DMR_{name.upper()}")
+        if raw is not None:
+            found[name] = _coerce(raw, kind)
+    return found
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build the settings from defaults, the config file, the environment and ``overrides``."""
+    environ = dict(os.environ if environ is None else environ)
+    config_file = Path(environ.get("DMR_CONFIG", DEFAULT_CONFIG_FILE))
+    values: dict[str, Any] = {}
+    values.update(_from_file(config_file))
+    values.update(_from_env(environ))
+    values.update(overrides)
+    return Settings(**values)

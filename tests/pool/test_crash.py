@@ -1,0 +1,57 @@
+"""A crashed inference worker fails only its own jobs and is respawned; so is the supervisor."""
+
+import os
+import signal
+
+import openai
+import pytest
+
+from dmr_core.testing import openai_client_for, pid_alive, wait_until
+
+LONG = dict(model="ai/smollm2", max_tokens=2000, temperature=1.0, stream=True,
+            messages=[{"role": "user", "content": "Write a very long story about ships."}])  # fmt: skip
+
+
+def test_worker_killed_mid_stream_fails_that_stream_and_recovers(private_server):
+    client = openai_client_for(private_server)
+    worker_pid = private_server.pool_status()["workers"][0]["pid"]
+    stream = client.chat.completions.create(**LONG)
+    received = 0
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in stream:
+            received += 1
+            if received == 5:
+                os.kill(worker_pid, signal.SIGKILL)
+    assert "inference worker" in caught.value.message
+    assert wait_until(lambda: not pid_alive(worker_pid))
+    reply = client.chat.completions.create(model="ai/smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+    assert reply.choices[0].message.content
+    status = private_server.pool_status()["workers"][0]
+    assert status["restarts"] == 1 and status["pid"] != worker_pid
+
+
+def test_supervisor_killed_is_restarted(private_server):
+    client = openai_client_for(private_server)
+    old = private_server.pool_status()
+    os.kill(old["pid"], signal.SIGKILL)
+    reply = client.chat.completions.create(model="ai/smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+    assert reply.choices[0].message.content
+    assert private_server.pool_status()["pid"] != old["pid"]
+    # The old supervisor's worker saw its parent die and left.
+    assert wait_until(lambda: not pid_alive(old["workers"][0]["pid"]), timeout=15)
+
+
+def test_stopping_the_server_leaves_no_pool_process(private_server):
+    client = openai_client_for(private_server)
+    client.chat.completions.create(model="ai/smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
+    pids = private_server.pool_pids()
+    assert len(pids) == 2 and all(pid_alive(p) for p in pids)
+    private_server.stop()
+    assert wait_until(lambda: not any(pid_alive(p) for p in pids), timeout=15)
+
+
+def test_server_killed_hard_leaves_no_pool_process(private_server):
+    pids = private_server.pool_pids()
+    private_server.process.kill()  # SIGKILL: no on_exit hook runs; the kernel tells the pool
+    private_server.process.wait()
+    assert wait_until(lambda: not any(pid_alive(p) for p in pids), timeout=15)
