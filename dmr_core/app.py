@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed as HTTPMethodNot
 
 from dmr_core.dialects.registry import DialectRegistry
 from dmr_core.engines.registry import EngineRegistry
+from dmr_core.fastpath import FastPaths
 from dmr_core.errors import DmrError, EngineError, MethodNotAllowed, NotFound, RequestTooLarge
 from dmr_core.plugins import get_plugin_manager
 from dmr_core.pool.client import PoolClient
@@ -31,8 +32,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     pm.hook.dmr_register_engines(registry=engines)
     dialects = DialectRegistry()
     pm.hook.dmr_register_dialects(registry=dialects)
+    fast_paths = FastPaths(app)
     for dialect in dialects:
         app.register_blueprint(dialect.blueprint)
+        for path, producer in dialect.fast_gets.items():
+            fast_paths.add(path, producer)
+    app.wsgi_app = fast_paths
     store = ModelStore(settings.store_path)
     app.extensions["dmr"] = Runtime(settings, store, PoolClient(settings.pool_path), engines, pm.hook)
     _register_error_handler(app, dialects)

@@ -2,7 +2,8 @@
 
 From lowest to highest:
 
-1. the defaults below (:class:`Settings` field defaults);
+1. the defaults below (:class:`Settings` field defaults), with DMR's ``MODELS_PATH`` honoured
+   as the store's default;
 2. the TOML file ``conf/dmr.toml`` in the project root, or the file named by ``DMR_CONFIG``;
 3. ``DMR_<FIELD>`` environment variables (``DMR_STORE=/srv/models``, ``DMR_DEVICES=cpu``), parsed
    into the field's type;
@@ -26,7 +27,7 @@ DEFAULT_CONFIG_FILE = PROJECT_ROOT / "conf" / "dmr.toml"
 
 
 def _default_store() -> str:
-    return os.environ.get("MODELS_PATH") or str(Path.home() / ".dmr" / "models")
+    return str(Path.home() / ".dmr" / "models")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Settings:
     #: Largest accepted request body, in bytes (DMR: 10 MiB).
     max_body: int = 10 * 1024 * 1024
     #: Seconds a streamed token may wait before it is sent, to coalesce wake-ups (0 = every token).
-    stream_flush_interval: float = 0.0
+    stream_flush_interval: float = 0.05
     #: Log level for dmr's own loggers.
     log_level: str = "info"
 
@@ -83,19 +84,30 @@ def _field_types() -> dict[str, type]:
     return {f.name: types[str(f.type)] for f in dataclasses.fields(Settings)}
 
 
-def _from_file(path: Path) -> dict[str, Any]:
+def _checked(path: Path, name: str, value: Any) -> Any:
+    kind = _field_types()[name]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not kind:
+        raise ValueError(f"{path}: setting {name!r} must be a {kind.__name__}, not {value!r}")
+    return value
+
+
+def _from_file(path: Path, required: bool) -> dict[str, Any]:
     if not path.is_file():
+        if required:
+            raise ValueError(f"DMR_CONFIG names {path}, which is not a file")
         return {}
     with path.open("rb") as fh:
         data = tomllib.load(fh)
     unknown = set(data) - set(_field_types())
     if unknown:
         raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
-    return data
+    return {name: _checked(path, name, value) for name, value in data.items()}
 
 
 def _from_env(environ: dict[str, str]) -> dict[str, Any]:
-    found = {}
+    found: dict[str, Any] = {}
     for name, kind in _field_types().items():
         raw = environ.get(f"DMR_{name.upper()}")
         if raw is not None:
@@ -108,7 +120,9 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Se
     environ = dict(os.environ if environ is None else environ)
     config_file = Path(environ.get("DMR_CONFIG", DEFAULT_CONFIG_FILE))
     values: dict[str, Any] = {}
-    values.update(_from_file(config_file))
+    if environ.get("MODELS_PATH"):
+        values["store"] = environ["MODELS_PATH"]
+    values.update(_from_file(config_file, required="DMR_CONFIG" in environ))
     values.update(_from_env(environ))
     values.update(overrides)
     return Settings(**values)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from flask import Blueprint, Response
 
 from dmr_core.errors import DmrError
+from dmr_core.fastpath import BodyProducer
 
 
 @dataclass(frozen=True)
@@ -19,12 +20,15 @@ class Dialect:
     :param prefixes: URL path prefixes whose errors this dialect renders; the longest match wins,
         so ``/v1/messages`` (Anthropic) can sit inside ``/v1/`` (OpenAI).
     :param render_error: turns a :class:`~dmr_core.errors.DmrError` into this dialect's response.
+    :param fast_gets: exact GET paths answered without Flask (see :mod:`dmr_core.fastpath`),
+        each mapped to the producer its Flask route also uses.
     """
 
     name: str
     blueprint: Blueprint
     prefixes: tuple[str, ...]
     render_error: Callable[[DmrError], Response]
+    fast_gets: Mapping[str, BodyProducer] = field(default_factory=dict)
 
 
 class DialectRegistry:

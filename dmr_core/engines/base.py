@@ -63,11 +63,17 @@ class Engine(ABC):
 
     @classmethod
     def availability(cls) -> Availability:
-        """Installed when every module in :attr:`requires` can be found (without importing it)."""
-        missing = [name for name in cls.requires if importlib.util.find_spec(name) is None]
-        if missing:
-            return Availability(False, f"Not Installed: missing {', '.join(missing)}")
-        return Availability(True, f"Running: {cls.name}")
+        """Installed when every module in :attr:`requires` can be found (without importing it).
+
+        Looked up once per class and process: it is asked on every request.
+        """
+        cached = cls.__dict__.get("_availability")
+        if cached is None:
+            missing = [name for name in cls.requires if importlib.util.find_spec(name) is None]
+            detail = f"Not Installed: missing {', '.join(missing)}" if missing else f"Running: {cls.name}"
+            cached = Availability(not missing, detail)
+            cls._availability = cached
+        return cached
 
     @abstractmethod
     def load(self) -> None:

@@ -66,7 +66,13 @@ class FrameReader:
             raise ProtocolError("connection closed inside a frame")
         body = bytes(self._buffer[_HEADER.size : _HEADER.size + length])
         del self._buffer[: _HEADER.size + length]
-        return _decode(body.decode())
+        try:
+            message = _decode(body.decode())
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+            raise ProtocolError(f"frame is not JSON: {exc}") from None
+        if not isinstance(message, dict):
+            raise ProtocolError("frame is not a JSON object")
+        return message
 
 
 def request_reply(path: str, message: dict[str, Any], timeout: float | None = 30.0) -> dict[str, Any]:

@@ -6,7 +6,8 @@ from dmr_core import hookimpl
 @hookimpl
 def dmr_register_dialects(registry):
     from dmr_core.dialects.openai.errors import render_error
-    from dmr_core.dialects.openai.routes import blueprint
+    from dmr_core.dialects.openai.routes import blueprint, model_list_body
     from dmr_core.dialects.registry import Dialect
 
-    registry.add(Dialect("openai", blueprint, prefixes=("/engines/", "/v1/"), render_error=render_error))
+    fast = {"/engines/v1/models": model_list_body, "/v1/models": model_list_body}
+    registry.add(Dialect("openai", blueprint, prefixes=("/engines/", "/v1/"), render_error=render_error, fast_gets=fast))

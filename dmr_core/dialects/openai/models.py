@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from dmr_core.dialects.openai import schema
 from dmr_core.store.layout import Model
 
@@ -21,4 +23,22 @@ def model_object(model: Model) -> dict:
 
 def model_list(models: list[Model]) -> dict:
     return {"object": "list", "data": [model_object(m) for m in models]}
+
+
+class ModelListCache:
+    """The encoded ``/v1/models`` body, rebuilt only when the store's listing changes.
+
+    Clients poll this endpoint (health checks, UIs), so it should cost a lookup, not a render.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._body = b""
+
+    def body(self, models: list[Model]) -> bytes:
+        key = tuple((m.id, m.tags, m.created) for m in models)
+        if key != self._key:
+            self._body = json.dumps(model_list(models), separators=(",", ":")).encode()
+            self._key = key
+        return self._body
 

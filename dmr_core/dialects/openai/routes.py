@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 from dmr_core.dialects.openai import models as model_objects
 from dmr_core.dialects.openai import schema, translate
@@ -29,9 +29,18 @@ def runtime():
     return current_app.extensions["dmr"]
 
 
+_model_list = model_objects.ModelListCache()
+
+
+def model_list_body(app) -> tuple[bytes, str]:
+    """The model list, shared by the Flask route and the WSGI fast path."""
+    return _model_list.body(app.extensions["dmr"].store.list_models()), "application/json"
+
+
 @route("/models", methods=["GET"])
 def list_models(engine: str | None = None):
-    return jsonify(model_objects.model_list(runtime().store.list_models()))
+    body, content_type = model_list_body(current_app)
+    return Response(body, mimetype=content_type)
 
 
 @route("/models/<path:model>", methods=["GET"])

@@ -196,17 +196,20 @@ class StreamEncoder:
     only the text escaped in; ``tests`` check it against the pydantic model and the SDK's types.
     """
 
-    def __init__(self, meta: ResponseMeta, obj: str, text_key: str) -> None:
+    def __init__(self, meta: ResponseMeta, obj: str, text_key: str, include_usage: bool = False) -> None:
         self.meta = meta
         self.obj = obj
+        # With include_usage, every chunk but the last carries "usage": null (OpenAI's spec).
+        self.include_usage = include_usage
+        tail = ',"usage":null}\n\n' if include_usage else "}\n\n"
         head = _dumps({"id": meta.id, "object": obj, "created": meta.created, "model": meta.model,
                        "system_fingerprint": SYSTEM_FINGERPRINT})[:-1]  # fmt: skip
         if text_key == "delta":
             self._before = f'data: {head},"choices":[{{"index":0,"delta":{{"content":'
-            self._after = '},"logprobs":null,"finish_reason":null}]}\n\n'
+            self._after = '},"logprobs":null,"finish_reason":null}]' + tail
         else:
             self._before = f'data: {head},"choices":[{{"index":0,"text":'
-            self._after = ',"logprobs":null,"finish_reason":null}]}\n\n'
+            self._after = ',"logprobs":null,"finish_reason":null}]' + tail
 
     def text(self, text: str) -> str:
         return self._before + _dumps(text) + self._after
@@ -216,6 +219,8 @@ class StreamEncoder:
                 "system_fingerprint": SYSTEM_FINGERPRINT, "choices": choices}  # fmt: skip
         if usage is not None:
             body["usage"] = _usage(usage).model_dump()
+        elif self.include_usage:
+            body["usage"] = None
         return f"data: {_dumps(body)}\n\n"
 
 
@@ -223,7 +228,7 @@ DONE = "data: [DONE]\n\n"
 
 
 def chat_stream_events(meta: ResponseMeta, chunks: Iterable[GenerationChunk], include_usage: bool) -> Iterator[str]:
-    enc = StreamEncoder(meta, "chat.completion.chunk", "delta")
+    enc = StreamEncoder(meta, "chat.completion.chunk", "delta", include_usage)
     yield enc.frame([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}])
     for chunk in chunks:
         if chunk.text:
@@ -238,7 +243,7 @@ def chat_stream_events(meta: ResponseMeta, chunks: Iterable[GenerationChunk], in
 def completion_stream_events(
     meta: ResponseMeta, chunks: Iterable[GenerationChunk], include_usage: bool, echo: str = ""
 ) -> Iterator[str]:
-    enc = StreamEncoder(meta, "text_completion", "text")
+    enc = StreamEncoder(meta, "text_completion", "text", include_usage)
     if echo:
         yield enc.text(echo)
     for chunk in chunks:

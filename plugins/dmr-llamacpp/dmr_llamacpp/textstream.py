@@ -36,12 +36,18 @@ class StopStringFilter:
         return out
 
     def _first_match(self) -> int | None:
-        best = None
+        """Where to cut: the stop string that *completes* first, as a stream would see it.
+
+        Judging by the end of each match (not its start) makes the result independent of how
+        the text was split into pieces: with stops ``("abcd", "bc")``, "bc" completes first
+        whether "abcd" arrives whole or as "abc" + "d".
+        """
+        best: tuple[int, int] | None = None
         for stop in self._stops:
             at = self._held.find(stop)
-            if at != -1 and (best is None or at < best):
-                best, self.matched = at, stop
-        return best
+            if at != -1 and (best is None or (at + len(stop), at) < best):
+                best, self.matched = (at + len(stop), at), stop
+        return None if best is None else best[1]
 
     def _longest_partial_suffix(self) -> int:
         longest = 0

@@ -1,0 +1,87 @@
+"""Bounded load against a real server: many concurrent streams and abrupt disconnects.
+
+Slow (about a minute): run by ``make test-slow`` and CI. Every loop is bounded in count and time.
+"""
+
+import json
+import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from dmr_core.testing import openai_client_for, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def stream_chat(url, i, max_tokens):
+    body = {"model": "ai/smollm2", "stream": True, "max_tokens": max_tokens, "temperature": 0.7, "seed": i,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": f"Tell me fact number {i} about rivers."}]}  # fmt: skip
+    events = []
+    with requests.post(url + "/engines/v1/chat/completions", json=body, stream=True, timeout=300) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith(b"data: "):
+                events.append(line[6:])
+    assert events[-1] == b"[DONE]"
+    usage = json.loads(events[-2])["usage"]
+    finish = [json.loads(e)["choices"][0]["finish_reason"] for e in events[:-2] if json.loads(e)["choices"]]
+    return usage, finish[-1]
+
+
+def test_32_concurrent_streams_all_finish(private_server):
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        results = list(pool.map(lambda i: stream_chat(private_server.url, i, 16), range(32)))
+    assert len(results) == 32
+    for usage, finish in results:
+        assert finish in ("stop", "length")
+        assert 1 <= usage["completion_tokens"] <= 16
+    jobs = private_server.worker_stats()["jobs"]
+    assert jobs["failed"] == 0 and jobs["running"] == 0 and jobs["completed"] >= 32
+
+
+def disconnect_after(url, i, events_to_read):
+    body = {"model": "ai/smollm2", "stream": True, "max_tokens": 400, "seed": i,
+            "messages": [{"role": "user", "content": "Write a long poem about the moon."}]}  # fmt: skip
+    with requests.post(url + "/engines/v1/chat/completions", json=body, stream=True, timeout=300) as response:
+        read = 0
+        for line in response.iter_lines():
+            if line.startswith(b"data: "):
+                read += 1
+                if read >= events_to_read:
+                    break
+
+
+def test_abrupt_disconnects_leave_the_worker_clean(private_server):
+    rng = random.Random(7)
+    threads = [threading.Thread(target=disconnect_after, args=(private_server.url, i, rng.randint(1, 12)))
+               for i in range(12)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert wait_until(lambda: private_server.worker_stats()["jobs"]["running"] == 0, timeout=120)
+    jobs = private_server.worker_stats()["jobs"]
+    assert jobs["failed"] == 0
+    assert jobs["cancelled"] >= 10  # a few may have finished before their client left
+    client = openai_client_for(private_server)
+    reply = client.chat.completions.create(model="ai/smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+    assert reply.choices[0].message.content
+
+
+def test_web_worker_restart_keeps_the_pool(private_server):
+    """gunicorn HUP replaces every web worker; the pool (and its loaded model) stays."""
+    import signal
+
+    client = openai_client_for(private_server)
+    client.chat.completions.create(model="ai/smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
+    pool_before = private_server.pool_pids()
+    web_before = set(private_server.web_worker_pids())
+    private_server.process.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: not (set(private_server.web_worker_pids()) & web_before), timeout=60)
+    reply = client.chat.completions.create(model="ai/smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
+    assert reply.choices[0].message.content
+    assert private_server.pool_pids() == pool_before

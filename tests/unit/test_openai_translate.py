@@ -1,0 +1,752 @@
+"""OpenAI wire <-> internal representation, on bodies the official ``openai`` SDK really sends.
+
+Requests: the SDK (wired to an in-process transport, see ``conftest.py``) sends a body, which goes
+through ``schema`` and ``translate.to_*`` exactly as the routes do. Responses: hand-made
+:class:`GenerationChunk` sequences go through the ``*_response`` / ``*_events`` functions and the
+result is validated with the SDK's own pydantic types in strict mode, and read back by the SDK.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import struct
+from typing import Any
+
+import pytest
+from openai.types import Completion, CreateEmbeddingResponse
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from pydantic import TypeAdapter
+
+from dmr_core.dialects.openai import schema, translate
+from dmr_core.errors import InvalidRequest, UnsupportedParameter
+from dmr_core.generation import EmbeddingResult, FinishReason, GenerationChunk, Message, Usage
+
+MODEL = "ai/smollm2"
+USER = [{"role": "user", "content": "Hello"}]
+
+
+def strict(type_: Any, value: Any) -> Any:
+    """Validate ``value`` against one of the SDK's types, with no coercion at all."""
+    return TypeAdapter(type_).validate_python(value, strict=True)
+
+
+# -- capturing what the SDK sends ----------------------------------------------------------------
+
+
+def sent_chat(server, sdk, **kwargs) -> dict:
+    kwargs.setdefault("messages", USER)
+    sdk.chat.completions.create(model=MODEL, **kwargs)
+    assert server.paths[-1] == "/v1/chat/completions"
+    return server.last
+
+
+def sent_completion(server, sdk, **kwargs) -> dict:
+    kwargs.setdefault("prompt", "Once upon a time")
+    sdk.completions.create(model=MODEL, **kwargs)
+    assert server.paths[-1] == "/v1/completions"
+    return server.last
+
+
+def sent_embedding(server, sdk, **kwargs) -> dict:
+    kwargs.setdefault("input", "hello")
+    sdk.embeddings.create(model=MODEL, **kwargs)
+    assert server.paths[-1] == "/v1/embeddings"
+    return server.last
+
+
+def chat_job(server, sdk, **kwargs):
+    return translate.to_chat_request(schema.ChatCompletionRequest.model_validate(sent_chat(server, sdk, **kwargs)))
+
+
+def completion_job(server, sdk, **kwargs):
+    body = sent_completion(server, sdk, **kwargs)
+    return translate.to_completion_request(schema.CompletionRequest.model_validate(body))
+
+
+def rejected_chat(server, sdk, **kwargs) -> UnsupportedParameter:
+    with pytest.raises(UnsupportedParameter) as info:
+        chat_job(server, sdk, **kwargs)
+    return info.value
+
+
+def rejected_completion(server, sdk, **kwargs) -> UnsupportedParameter:
+    with pytest.raises(UnsupportedParameter) as info:
+        completion_job(server, sdk, **kwargs)
+    return info.value
+
+
+# -- chat requests: messages ---------------------------------------------------------------------
+
+
+def test_chat_messages_keep_their_order_roles_and_text(server, sdk):
+    job = chat_job(
+        server,
+        sdk,
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "Bye"},
+        ],
+    )
+    assert job.is_chat and job.prompt is None
+    assert job.messages == (
+        Message("system", "Be brief."),
+        Message("user", "Hi"),
+        Message("assistant", "Hello!"),
+        Message("user", "Bye"),
+    )
+
+
+def test_developer_role_becomes_system(server, sdk):
+    job = chat_job(server, sdk, messages=[{"role": "developer", "content": "Rules"}, *USER])
+    assert server.last["messages"][0]["role"] == "developer"
+    assert job.messages[0] == Message("system", "Rules")
+
+
+def test_content_given_as_text_parts_is_concatenated(server, sdk):
+    parts = [{"type": "text", "text": "Hello, "}, {"type": "text", "text": "world"}]
+    job = chat_job(server, sdk, messages=[{"role": "user", "content": parts}])
+    assert server.last["messages"][0]["content"] == parts
+    assert job.messages == (Message("user", "Hello, world"),)
+
+
+def test_system_content_as_text_parts_is_concatenated(server, sdk):
+    job = chat_job(server, sdk, messages=[{"role": "system", "content": [{"type": "text", "text": "S"}]}, *USER])
+    assert job.messages[0] == Message("system", "S")
+
+
+def test_image_part_is_rejected_naming_that_message_content(server, sdk):
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}}
+    error = rejected_chat(
+        server, sdk, messages=[{"role": "system", "content": "S"}, {"role": "user", "content": [image]}]
+    )
+    assert error.param == "messages[1].content"
+    assert "image_url" in error.message
+
+
+def test_tool_result_message_is_rejected_naming_its_role(server, sdk):
+    messages = [*USER, {"role": "tool", "tool_call_id": "call_1", "content": "42"}]
+    assert rejected_chat(server, sdk, messages=messages).param == "messages[1].role"
+
+
+def test_assistant_tool_calls_are_rejected(server, sdk):
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [*USER, {"role": "assistant", "content": None, "tool_calls": [call]}]
+    assert rejected_chat(server, sdk, messages=messages).param == "messages[1].tool_calls"
+
+
+def test_assistant_message_without_content_becomes_empty_text(server, sdk):
+    job = chat_job(server, sdk, messages=[*USER, {"role": "assistant", "content": None}, *USER])
+    assert job.messages[1] == Message("assistant", "")
+
+
+# -- chat requests: sampling ---------------------------------------------------------------------
+
+
+def test_chat_without_options_leaves_sampling_to_the_engine(server, sdk):
+    sampling = chat_job(server, sdk).sampling
+    assert sampling.max_tokens is None
+    assert sampling.temperature is None and sampling.top_p is None and sampling.seed is None
+    assert sampling.stop == ()
+    assert sampling.presence_penalty == 0.0 and sampling.frequency_penalty == 0.0
+
+
+def test_sampling_parameters_are_carried_over(server, sdk):
+    sampling = chat_job(
+        server, sdk, temperature=0.3, top_p=0.9, presence_penalty=0.5, frequency_penalty=-0.5, seed=1234
+    ).sampling
+    assert (sampling.temperature, sampling.top_p) == (0.3, 0.9)
+    assert (sampling.presence_penalty, sampling.frequency_penalty) == (0.5, -0.5)
+    assert sampling.seed == 1234
+
+
+def test_llama_cpp_extras_sent_through_extra_body_are_honoured(server, sdk):
+    sampling = chat_job(server, sdk, extra_body={"top_k": 40, "min_p": 0.05, "repeat_penalty": 1.1}).sampling
+    assert (sampling.top_k, sampling.min_p, sampling.repeat_penalty) == (40, 0.05, 1.1)
+
+
+def test_stop_as_a_string_becomes_one_stop(server, sdk):
+    job = chat_job(server, sdk, stop="\n\n")
+    assert server.last["stop"] == "\n\n"
+    assert job.sampling.stop == ("\n\n",)
+
+
+def test_stop_as_a_list_keeps_every_stop_in_order(server, sdk):
+    job = chat_job(server, sdk, stop=["END", "###", "\n"])
+    assert job.sampling.stop == ("END", "###", "\n")
+
+
+def test_max_tokens_alone_is_the_limit(server, sdk):
+    assert chat_job(server, sdk, max_tokens=12).sampling.max_tokens == 12
+
+
+def test_max_completion_tokens_alone_is_the_limit(server, sdk):
+    assert chat_job(server, sdk, max_completion_tokens=34).sampling.max_tokens == 34
+
+
+def test_max_completion_tokens_wins_over_max_tokens(server, sdk):
+    job = chat_job(server, sdk, max_tokens=5, max_completion_tokens=7)
+    assert (server.last["max_tokens"], server.last["max_completion_tokens"]) == (5, 7)
+    assert job.sampling.max_tokens == 7
+
+
+def test_stream_and_include_usage_are_parsed(server, sdk):
+    body = sent_chat(server, sdk, stream=True, stream_options={"include_usage": True})
+    req = schema.ChatCompletionRequest.model_validate(body)
+    assert req.stream is True and req.stream_options.include_usage is True
+    assert translate.to_chat_request(req).messages == (Message("user", "Hello"),)
+
+
+def test_stream_options_without_stream_are_invalid(server, sdk):
+    body = sent_chat(server, sdk, stream_options={"include_usage": True})
+    with pytest.raises(InvalidRequest) as info:
+        translate.to_chat_request(schema.ChatCompletionRequest.model_validate(body))
+    assert info.value.param == "stream_options"
+
+
+def test_fields_we_have_no_use_for_are_ignored(server, sdk):
+    job = chat_job(
+        server, sdk, user="u1", metadata={"a": "b"}, store=False, service_tier="auto",
+        reasoning_effort="low", prompt_cache_key="k", parallel_tool_calls=False,
+    )  # fmt: skip
+    assert job.messages == (Message("user", "Hello"),)
+
+
+def test_n_of_one_is_accepted(server, sdk):
+    assert chat_job(server, sdk, n=1).messages
+
+
+def test_n_greater_than_one_is_rejected(server, sdk):
+    assert rejected_chat(server, sdk, n=2).param == "n"
+
+
+def test_text_response_format_is_accepted(server, sdk):
+    assert chat_job(server, sdk, response_format={"type": "text"}).messages
+
+
+@pytest.mark.parametrize(
+    "response_format",
+    [
+        {"type": "json_object"},
+        {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+    ],
+)
+def test_json_response_formats_are_rejected(server, sdk, response_format):
+    error = rejected_chat(server, sdk, response_format=response_format)
+    assert error.param == "response_format"
+    assert response_format["type"] in error.message
+
+
+def test_logprobs_are_rejected(server, sdk):
+    assert rejected_chat(server, sdk, logprobs=True, top_logprobs=2).param == "logprobs"
+
+
+def test_logprobs_false_is_accepted(server, sdk):
+    assert chat_job(server, sdk, logprobs=False).messages
+
+
+def test_logit_bias_is_rejected(server, sdk):
+    assert rejected_chat(server, sdk, logit_bias={"50256": -100}).param == "logit_bias"
+
+
+TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}
+
+
+def test_tools_are_rejected(server, sdk):
+    assert rejected_chat(server, sdk, tools=[TOOL]).param == "tools"
+
+
+def test_tools_with_tool_choice_none_are_accepted(server, sdk):
+    assert chat_job(server, sdk, tools=[TOOL], tool_choice="none").messages
+
+
+def test_forced_tool_choice_is_rejected(server, sdk):
+    assert rejected_chat(server, sdk, tool_choice="required").param == "tool_choice"
+
+
+def test_audio_output_is_rejected(server, sdk):
+    error = rejected_chat(server, sdk, modalities=["text", "audio"], audio={"voice": "alloy", "format": "wav"})
+    assert error.param == "modalities"
+
+
+def test_text_modality_is_accepted(server, sdk):
+    assert chat_job(server, sdk, modalities=["text"]).messages
+
+
+def test_rejections_are_400_unsupported_parameter(server, sdk):
+    error = rejected_chat(server, sdk, n=3)
+    assert (error.status, error.code, error.kind) == (400, "unsupported_parameter", "invalid_request_error")
+
+
+# -- legacy completions requests -----------------------------------------------------------------
+
+
+def test_completion_prompt_is_the_raw_prompt(server, sdk):
+    job = completion_job(server, sdk, prompt="Once upon a time")
+    assert not job.is_chat and job.messages is None
+    assert job.prompt == "Once upon a time"
+
+
+def test_completion_max_tokens_defaults_to_16(server, sdk):
+    job = completion_job(server, sdk)
+    assert "max_tokens" not in server.last
+    assert job.sampling.max_tokens == translate.COMPLETIONS_DEFAULT_MAX_TOKENS == 16
+
+
+def test_completion_max_tokens_is_honoured(server, sdk):
+    assert completion_job(server, sdk, max_tokens=100).sampling.max_tokens == 100
+
+
+def test_completion_stop_and_sampling_are_carried_over(server, sdk):
+    sampling = completion_job(server, sdk, stop=["\n", "."], temperature=0.0, seed=7, top_p=0.5).sampling
+    assert sampling.stop == ("\n", ".")
+    assert (sampling.temperature, sampling.seed, sampling.top_p) == (0.0, 7, 0.5)
+
+
+def test_completion_stop_as_a_string(server, sdk):
+    assert completion_job(server, sdk, stop="\n").sampling.stop == ("\n",)
+
+
+def test_completion_prompt_list_of_one_string_is_that_string(server, sdk):
+    assert completion_job(server, sdk, prompt=["only one"]).prompt == "only one"
+
+
+@pytest.mark.parametrize("prompt", [["one", "two"], [1, 2, 3], [[1, 2], [3]]])
+def test_several_prompts_or_token_ids_are_rejected(server, sdk, prompt):
+    assert rejected_completion(server, sdk, prompt=prompt).param == "prompt"
+
+
+def test_completion_echo_is_accepted(server, sdk):
+    body = sent_completion(server, sdk, echo=True)
+    req = schema.CompletionRequest.model_validate(body)
+    assert req.echo is True
+    assert translate.to_completion_request(req).prompt == "Once upon a time"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"suffix": "The end."}, "suffix"),
+        ({"logprobs": 2}, "logprobs"),
+        ({"best_of": 2}, "best_of"),
+        ({"n": 2}, "n"),
+        ({"logit_bias": {"1": 5}}, "logit_bias"),
+    ],
+)
+def test_completion_unsupported_parameters_are_named(server, sdk, kwargs, param):
+    assert rejected_completion(server, sdk, **kwargs).param == param
+
+
+def test_completion_stream_options_without_stream_are_invalid(server, sdk):
+    body = sent_completion(server, sdk, stream_options={"include_usage": True})
+    with pytest.raises(InvalidRequest) as info:
+        translate.to_completion_request(schema.CompletionRequest.model_validate(body))
+    assert info.value.param == "stream_options"
+
+
+# -- embeddings requests -------------------------------------------------------------------------
+
+
+def embedding_request(server, sdk, **kwargs) -> schema.EmbeddingRequest:
+    return schema.EmbeddingRequest.model_validate(sent_embedding(server, sdk, **kwargs))
+
+
+def test_sdk_asks_for_base64_by_default(server, sdk):
+    req = embedding_request(server, sdk)
+    assert server.last["encoding_format"] == "base64"
+    assert req.encoding_format == "base64"
+
+
+def test_explicit_float_encoding_is_kept(server, sdk):
+    assert embedding_request(server, sdk, encoding_format="float").encoding_format == "float"
+
+
+def test_dimensions_are_parsed(server, sdk):
+    assert embedding_request(server, sdk, dimensions=3).dimensions == 3
+
+
+def test_single_input_becomes_one_text(server, sdk):
+    assert translate.embedding_inputs(embedding_request(server, sdk, input="hello")) == ("hello",)
+
+
+def test_list_input_keeps_its_order(server, sdk):
+    assert translate.embedding_inputs(embedding_request(server, sdk, input=["b", "a", "c"])) == ("b", "a", "c")
+
+
+@pytest.mark.parametrize("tokens", [[1, 2, 3], [[1, 2], [3]]])
+def test_token_id_inputs_are_rejected(server, sdk, tokens):
+    with pytest.raises(UnsupportedParameter) as info:
+        translate.embedding_inputs(embedding_request(server, sdk, input=tokens))
+    assert info.value.param == "input"
+
+
+@pytest.mark.parametrize("empty", ["", [], ["a", ""]])
+def test_empty_inputs_are_invalid(server, sdk, empty):
+    with pytest.raises(InvalidRequest) as info:
+        translate.embedding_inputs(embedding_request(server, sdk, input=empty))
+    assert info.value.param == "input"
+
+
+# -- non-stream responses ------------------------------------------------------------------------
+
+META_FIELDS = ("id", "object", "created", "model")
+
+
+def meta(prefix: str = "chatcmpl") -> translate.ResponseMeta:
+    return translate.ResponseMeta(MODEL, prefix, id=f"{prefix}-test", created=1700000000)
+
+
+def chunks(*texts: str, finish: FinishReason = FinishReason.STOP, usage: Usage = Usage(5, 3)):
+    return [GenerationChunk(t) for t in texts] + [GenerationChunk("", finish, usage)]
+
+
+def test_response_meta_makes_a_fresh_prefixed_id():
+    a, b = translate.ResponseMeta(MODEL, "cmpl"), translate.ResponseMeta(MODEL, "cmpl")
+    assert a.id.startswith("cmpl-") and len(a.id) > len("cmpl-") + 16
+    assert a.id != b.id
+    assert isinstance(a.created, int)
+
+
+def test_chat_response_is_a_valid_sdk_chat_completion():
+    body = translate.chat_response(meta(), chunks("Hel", "lo", "!"))
+    completion = strict(ChatCompletion, json.loads(json.dumps(body)))
+    assert (completion.id, completion.created, completion.model) == ("chatcmpl-test", 1700000000, MODEL)
+    assert completion.object == "chat.completion"
+    assert completion.choices[0].message.role == "assistant"
+    assert completion.choices[0].message.content == "Hello!"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"}) == {
+        "prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("reason", "wire"),
+    [(FinishReason.STOP, "stop"), (FinishReason.LENGTH, "length"), (FinishReason.CANCELLED, "length")],
+)
+def test_finish_reasons_map_to_openai_values(reason, wire):
+    assert translate.chat_response(meta(), chunks("x", finish=reason))["choices"][0]["finish_reason"] == wire
+    body = translate.completion_response(meta("cmpl"), chunks("x", finish=reason))
+    assert body["choices"][0]["finish_reason"] == wire
+
+
+def test_final_chunk_text_is_part_of_the_answer():
+    body = translate.chat_response(meta(), [GenerationChunk("a"), GenerationChunk("b", FinishReason.STOP, Usage(1, 2))])
+    assert body["choices"][0]["message"]["content"] == "ab"
+
+
+def test_completion_response_is_a_valid_sdk_completion():
+    body = translate.completion_response(meta("cmpl"), chunks(" there", " was"))
+    completion = strict(Completion, json.loads(json.dumps(body)))
+    assert completion.object == "text_completion" and completion.id == "cmpl-test"
+    assert completion.choices[0].text == " there was"
+    assert completion.usage.total_tokens == 8
+
+
+def test_completion_response_echo_prepends_the_prompt():
+    body = translate.completion_response(meta("cmpl"), chunks(" there"), echo="Once upon a time")
+    assert body["choices"][0]["text"] == "Once upon a time there"
+
+
+def answer_with(server, make_body):
+    """Make the fake server answer with dmr's own output for the request it gets."""
+
+    def responder(path, body):
+        return 200, "application/json", json.dumps(make_body(body))
+
+    server.responder = responder
+
+
+def test_sdk_reads_our_chat_response(server, sdk):
+    answer_with(server, lambda body: translate.chat_response(meta(), chunks("Hi ", "there")))
+    completion = sdk.chat.completions.create(model=MODEL, messages=USER)
+    assert completion.choices[0].message.content == "Hi there"
+    assert completion.usage.completion_tokens == 3
+
+
+def test_sdk_reads_our_completion_response(server, sdk):
+    answer_with(server, lambda body: translate.completion_response(meta("cmpl"), chunks("1, 2")))
+    completion = sdk.completions.create(model=MODEL, prompt="0, ")
+    assert completion.choices[0].text == "1, 2"
+
+
+# -- streamed responses --------------------------------------------------------------------------
+
+
+def parse_events(events: list[str]) -> list[dict]:
+    """Check the SSE framing and return the JSON of every frame before ``[DONE]``."""
+    assert events[-1] == "data: [DONE]\n\n"
+    bodies = []
+    for event in events[:-1]:
+        assert event.startswith("data: ") and event.endswith("\n\n")
+        payload = event[len("data: ") : -2]
+        assert "\n" not in payload and "\r" not in payload, "a raw line break would split the SSE event"
+        bodies.append(json.loads(payload))
+    return bodies
+
+
+def chat_stream(parts, include_usage=False) -> list[dict]:
+    return parse_events(list(translate.chat_stream_events(meta(), parts, include_usage)))
+
+
+def test_every_chat_chunk_is_a_valid_sdk_chunk():
+    for body in chat_stream(chunks("a", "b"), include_usage=True):
+        strict(ChatCompletionChunk, body)
+
+
+def test_every_chat_chunk_repeats_the_same_envelope():
+    bodies = chat_stream(chunks("a", "b", "c"), include_usage=True)
+    envelopes = {tuple(body[k] for k in META_FIELDS) for body in bodies}
+    assert envelopes == {("chatcmpl-test", "chat.completion.chunk", 1700000000, MODEL)}
+
+
+def test_first_chat_chunk_announces_the_assistant_role():
+    first = chat_stream(chunks("a"))[0]
+    assert first["choices"][0]["delta"]["role"] == "assistant"
+    assert first["choices"][0]["finish_reason"] is None
+
+
+def test_chat_text_chunks_carry_the_text_in_order():
+    bodies = chat_stream(chunks("Hel", "lo", " world"))
+    texts = [b["choices"][0]["delta"]["content"] for b in bodies[1:-1]]
+    assert texts == ["Hel", "lo", " world"]
+    assert all(b["choices"][0]["finish_reason"] is None for b in bodies[1:-1])
+
+
+def test_empty_text_chunks_are_not_sent():
+    bodies = chat_stream([GenerationChunk(""), GenerationChunk("x"), GenerationChunk(""), *chunks()])
+    assert [b["choices"][0]["delta"] for b in bodies] == [{"role": "assistant", "content": ""}, {"content": "x"}, {}]
+
+
+def test_finish_chunk_has_an_empty_delta_and_the_reason():
+    finish = chat_stream(chunks("a", finish=FinishReason.LENGTH))[-1]
+    assert finish["choices"] == [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "length"}]
+
+
+def test_text_on_the_finish_chunk_is_sent_before_the_finish():
+    bodies = chat_stream([GenerationChunk("a"), GenerationChunk("tail", FinishReason.STOP, Usage(1, 2))])
+    assert [b["choices"][0]["delta"] for b in bodies[1:]] == [{"content": "a"}, {"content": "tail"}, {}]
+    assert bodies[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize(
+    ("reason", "wire"),
+    [(FinishReason.STOP, "stop"), (FinishReason.LENGTH, "length"), (FinishReason.CANCELLED, "length")],
+)
+def test_stream_finish_reasons_map_to_openai_values(reason, wire):
+    assert chat_stream(chunks("x", finish=reason))[-1]["choices"][0]["finish_reason"] == wire
+    completion = parse_events(list(translate.completion_stream_events(meta("cmpl"), chunks("x", finish=reason), False)))
+    assert completion[-1]["choices"][0]["finish_reason"] == wire
+
+
+def test_no_usage_anywhere_without_include_usage():
+    bodies = chat_stream(chunks("a", "b"))
+    assert all(b.get("usage") is None for b in bodies)
+    assert all(b["choices"] for b in bodies)
+
+
+def test_include_usage_adds_one_usage_chunk_with_no_choices_at_the_end():
+    bodies = chat_stream(chunks("a", "b", usage=Usage(9, 2)), include_usage=True)
+    usage_chunks = [b for b in bodies if b.get("usage") is not None]
+    assert usage_chunks == [bodies[-1]]
+    assert bodies[-1]["choices"] == []
+    assert bodies[-1]["usage"] == {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
+    assert bodies[-2]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_stream_without_chunks_still_opens_and_ends():
+    events = list(translate.chat_stream_events(meta(), [], False))
+    assert len(parse_events(events)) == 1
+
+
+TRICKY_TEXTS = [
+    'say "hi"',
+    "back\\slash",
+    "line\nbreak",
+    "carriage\rreturn\r\n",
+    "\ttab",
+    "\x00\x01\x1f\x7f",
+    "é ü ß 中文",
+    "emoji 🎉👍🏽",
+    "\u2028\u2029 separators",
+    "\x85 next line",
+    "</script><script>",
+    "{\"choices\": []}",
+    "data: [DONE]\n\n",
+    "",
+    " ",
+]
+
+
+@pytest.mark.parametrize("text", TRICKY_TEXTS)
+def test_fast_chat_text_frame_equals_the_generic_frame(text):
+    enc = translate.StreamEncoder(meta(), "chat.completion.chunk", "delta")
+    fast = enc.text(text)
+    slow = enc.frame([{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}])
+    assert json.loads(fast[6:]) == json.loads(slow[6:])
+    assert json.loads(fast[6:])["choices"][0]["delta"]["content"] == text
+    assert fast.startswith("data: ") and fast.endswith("\n\n") and fast.count("\n") == 2
+    strict(ChatCompletionChunk, json.loads(fast[6:]))
+
+
+@pytest.mark.parametrize("text", TRICKY_TEXTS)
+def test_fast_completion_text_frame_equals_the_generic_frame(text):
+    enc = translate.StreamEncoder(meta("cmpl"), "text_completion", "text")
+    fast = enc.text(text)
+    slow = enc.frame([{"index": 0, "text": text, "logprobs": None, "finish_reason": None}])
+    assert json.loads(fast[6:]) == json.loads(slow[6:])
+    assert json.loads(fast[6:])["choices"][0]["text"] == text
+    assert fast.endswith("\n\n") and fast.count("\n") == 2
+
+
+def test_fast_frame_escapes_a_model_name_with_quotes():
+    odd = translate.ResponseMeta('we"ird\\model', "chatcmpl", id="chatcmpl-x", created=1)
+    enc = translate.StreamEncoder(odd, "chat.completion.chunk", "delta")
+    assert json.loads(enc.text("x")[6:])["model"] == 'we"ird\\model'
+
+
+def completion_stream(parts, include_usage=False, echo="") -> list[dict]:
+    return parse_events(list(translate.completion_stream_events(meta("cmpl"), parts, include_usage, echo)))
+
+
+def test_completion_stream_chunks_are_sdk_completions():
+    bodies = completion_stream(chunks("a", "b"), include_usage=True)
+    for body in bodies:
+        # The SDK types legacy stream chunks with the non-stream model, whose finish_reason may not
+        # be null; check every other field strictly.
+        choices = [{**c, "finish_reason": c["finish_reason"] or "stop"} for c in body["choices"]]
+        strict(Completion, {**body, "choices": choices})
+    assert {tuple(b[k] for k in META_FIELDS) for b in bodies} == {("cmpl-test", "text_completion", 1700000000, MODEL)}
+
+
+def test_completion_stream_sends_text_then_finish():
+    bodies = completion_stream(chunks("1", "2", finish=FinishReason.LENGTH))
+    assert [(b["choices"][0]["text"], b["choices"][0]["finish_reason"]) for b in bodies] == [
+        ("1", None), ("2", None), ("", "length"),
+    ]  # fmt: skip
+
+
+def test_completion_stream_echo_comes_first():
+    bodies = completion_stream(chunks(" there"), echo="Once upon a time")
+    assert [b["choices"][0]["text"] for b in bodies] == ["Once upon a time", " there", ""]
+
+
+def test_completion_stream_usage_only_with_include_usage():
+    assert all(b.get("usage") is None for b in completion_stream(chunks("a")))
+    bodies = completion_stream(chunks("a", usage=Usage(4, 1)), include_usage=True)
+    assert bodies[-1]["choices"] == []
+    assert bodies[-1]["usage"] == {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5}
+
+
+def stream_with(server, make_events):
+    def responder(path, body):
+        return 200, "text/event-stream", "".join(make_events(body))
+
+    server.responder = responder
+
+
+def test_sdk_reads_our_chat_stream(server, sdk):
+    stream_with(
+        server,
+        lambda body: translate.chat_stream_events(
+            meta(), chunks(*TRICKY_TEXTS, usage=Usage(7, 15)), body["stream_options"]["include_usage"]
+        ),
+    )
+    received = list(
+        sdk.chat.completions.create(model=MODEL, messages=USER, stream=True, stream_options={"include_usage": True})
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in received if c.choices)
+    assert text == "".join(TRICKY_TEXTS)
+    assert [c.choices[0].finish_reason for c in received if c.choices][-1] == "stop"
+    assert received[-1].choices == [] and received[-1].usage.total_tokens == 22
+    assert {c.id for c in received} == {"chatcmpl-test"}
+
+
+def test_sdk_reads_our_completion_stream(server):
+    # Strict response validation rejects every legacy stream chunk (see reference §1.5), so this
+    # client is the SDK's default, lenient one.
+    server.responder = lambda path, body: (
+        200, "text/event-stream", "".join(translate.completion_stream_events(meta("cmpl"), chunks("a\n", "b"), False)),
+    )  # fmt: skip
+    client = server.client(strict=False)
+    received = list(client.completions.create(model=MODEL, prompt="x", stream=True))
+    assert "".join(c.choices[0].text for c in received) == "a\nb"
+    assert received[-1].choices[0].finish_reason == "stop"
+
+
+# -- embeddings responses ------------------------------------------------------------------------
+
+
+def embedding_req(**fields) -> schema.EmbeddingRequest:
+    return schema.EmbeddingRequest.model_validate({"model": MODEL, "input": "x", **fields})
+
+
+RESULT = EmbeddingResult(vectors=((3.0, 4.0, 0.0, 12.0), (0.1, -0.2, 0.3, -0.4)), prompt_tokens=6)
+
+
+def float32(values) -> list[float]:
+    return list(struct.unpack(f"<{len(values)}f", struct.pack(f"<{len(values)}f", *values)))
+
+
+def test_float_embeddings_are_the_vectors_in_order():
+    body = translate.embedding_response(embedding_req(encoding_format="float"), MODEL, RESULT)
+    strict(CreateEmbeddingResponse, json.loads(json.dumps(body)))
+    assert [d["index"] for d in body["data"]] == [0, 1]
+    assert [d["embedding"] for d in body["data"]] == [list(v) for v in RESULT.vectors]
+    assert body["usage"] == {"prompt_tokens": 6, "total_tokens": 6}
+    assert body["model"] == MODEL and body["object"] == "list"
+
+
+def test_base64_embeddings_decode_as_little_endian_float32():
+    body = translate.embedding_response(embedding_req(encoding_format="base64"), MODEL, RESULT)
+    for item, vector in zip(body["data"], RESULT.vectors, strict=True):
+        raw = base64.b64decode(item["embedding"])
+        assert len(raw) == 4 * len(vector)
+        assert list(struct.unpack(f"<{len(vector)}f", raw)) == float32(vector)
+
+
+def test_dimensions_truncate_and_renormalise():
+    body = translate.embedding_response(embedding_req(encoding_format="float", dimensions=2), MODEL, RESULT)
+    first, second = (d["embedding"] for d in body["data"])
+    assert first == pytest.approx([0.6, 0.8])
+    assert math.hypot(*second) == pytest.approx(1.0)
+    assert second[0] / second[1] == pytest.approx(0.1 / -0.2)
+
+
+def test_dimensions_equal_to_the_size_only_renormalise():
+    body = translate.embedding_response(embedding_req(encoding_format="float", dimensions=4), MODEL, RESULT)
+    assert body["data"][0]["embedding"] == pytest.approx([3 / 13, 4 / 13, 0.0, 12 / 13])
+
+
+def test_dimensions_of_a_zero_vector_stay_zero():
+    result = EmbeddingResult(vectors=((0.0, 0.0, 1.0),), prompt_tokens=1)
+    body = translate.embedding_response(embedding_req(encoding_format="float", dimensions=2), MODEL, result)
+    assert body["data"][0]["embedding"] == [0.0, 0.0]
+
+
+def test_dimensions_apply_to_base64_too():
+    body = translate.embedding_response(embedding_req(encoding_format="base64", dimensions=2), MODEL, RESULT)
+    assert struct.unpack("<2f", base64.b64decode(body["data"][0]["embedding"])) == pytest.approx((0.6, 0.8))
+
+
+def test_too_many_dimensions_are_invalid():
+    with pytest.raises(InvalidRequest) as info:
+        translate.embedding_response(embedding_req(dimensions=5), MODEL, RESULT)
+    assert info.value.param == "dimensions"
+    assert "4" in info.value.message
+
+
+def test_sdk_decodes_our_default_base64_embeddings(server):
+    # The SDK types ``embedding`` as a float list and decodes base64 only after parsing, so its
+    # strict mode cannot read any base64 answer; the default, lenient client is what users run.
+    sdk = server.client(strict=False)
+    answer_with(
+        server,
+        lambda body: translate.embedding_response(schema.EmbeddingRequest.model_validate(body), MODEL, RESULT),
+    )
+    response = sdk.embeddings.create(model=MODEL, input=["a", "b"])
+    assert [d.embedding for d in response.data] == [float32(v) for v in RESULT.vectors]
+    assert response.usage.prompt_tokens == 6
