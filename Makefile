@@ -9,8 +9,12 @@ DEFAULT_GGUF := $(MODELS_CACHE)/SmolLM2-135M-Instruct.Q4_1.gguf
 LLAMA_CMAKE_ARGS ?=
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?=
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install model run test test-slow bench lint clean
+# Debian packages the tests use as real peers: an OCI registry and skopeo (pull benchmark).
+SYSTEM_PACKAGES := docker-registry skopeo
+
+.PHONY: install model system-deps run test test-slow bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,14 +31,21 @@ $(DEFAULT_GGUF): | $(VENV)/.installed
 
 model: $(DEFAULT_GGUF)
 
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
 run: install model
 	$(BIN)/dmr package --gguf $(DEFAULT_GGUF) ai/smollm2
 	exec $(BIN)/gunicorn -c conf/gunicorn.conf.py
 
-test: install model
+test: install model system-deps
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-slow: install model
+test-slow: install model system-deps
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 bench: install model
