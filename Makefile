@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages the tests use as real peers: an OCI registry and skopeo (pull benchmark).
-SYSTEM_PACKAGES := docker-registry skopeo
+SYSTEM_PACKAGES := docker-registry skopeo apache2-utils openssl
 
 .PHONY: install model system-deps run test test-slow bench lint clean
 

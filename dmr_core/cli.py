@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,11 +11,113 @@ import click
 from dmr_core.errors import DmrError
 from dmr_core.settings import load_settings
 from dmr_core.store import ModelStore, parse_reference
+from dmr_core.store.references import familiar_name
 
 
 @click.group()
 def main() -> None:
     """dmr: a model runner compatible with Docker Model Runner."""
+
+
+def _store(store_path: Path | None = None) -> ModelStore:
+    return ModelStore(store_path or load_settings().store_path)
+
+
+def _run(action):
+    """Call the core; a dmr error is one line on stderr and exit status 1, never a traceback."""
+    try:
+        return action()
+    except DmrError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+store_option = click.option("--store", "store_path", type=click.Path(file_okay=False, path_type=Path),
+                            default=None, help="Model store root (default: the `store` setting).")  # fmt: skip
+token_option = click.option("--token", envvar="DMR_REGISTRY_TOKEN", default=None,
+                            help="Bearer token for the registry or Hugging Face (HF_TOKEN also works for hf.co).")  # fmt: skip
+
+
+@main.command()
+@store_option
+@token_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.argument("name")
+def pull(store_path: Path | None, token: str | None, quiet: bool, name: str) -> None:
+    """Pull NAME from its registry (Docker Hub by default) or Hugging Face (hf.co/org/repo:QUANT)."""
+    from dmr_core.distribution.sources import pull_events
+    from dmr_core.progress_bars import LayerBars
+
+    store = _store(store_path)
+    token = token or (os.environ.get("HF_TOKEN") if name.startswith(("hf.co/", "huggingface.co/")) else None)
+    click.echo(_run(lambda: LayerBars(not quiet).follow(pull_events(store, name, bearer_token=token))))
+
+
+@main.command()
+@store_option
+@token_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.argument("name")
+@click.argument("target", required=False)
+def push(store_path: Path | None, token: str | None, quiet: bool, name: str, target: str | None) -> None:
+    """Push the local model NAME to its registry (or to TARGET)."""
+    from dmr_core.distribution.sources import push_events
+    from dmr_core.progress_bars import LayerBars
+
+    store = _store(store_path)
+    click.echo(_run(lambda: LayerBars(not quiet).follow(push_events(store, name, target, bearer_token=token))))
+
+
+@main.command("ls")
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="DMR's model objects as JSON.")
+def list_models(store_path: Path | None, as_json: bool) -> None:
+    """List the models in the store."""
+    from dmr_core.dialects.native.models import model_object
+
+    models = _store(store_path).list_models()
+    if as_json:
+        click.echo(json.dumps([model_object(m) for m in models], indent=2))
+        return
+    click.echo(f"{'MODEL NAME':<40} {'PARAMETERS':<11} {'QUANTIZATION':<13} {'ARCHITECTURE':<13} {'MODEL ID':<13} SIZE")
+    for model in models:
+        config = model.config
+        for name in [familiar_name(t) for t in model.tags] or ["<untagged>"]:
+            click.echo(f"{name:<40} {config.get('parameters', ''):<11} {config.get('quantization', ''):<13} "
+                       f"{config.get('architecture', ''):<13} {model.short_id:<13} {config.get('size', '')}")  # fmt: skip
+
+
+@main.command()
+@store_option
+@click.option("--force", "-f", is_flag=True, help="Delete a model id even if it has several tags.")
+@click.argument("names", nargs=-1, required=True)
+def rm(store_path: Path | None, force: bool, names: tuple[str, ...]) -> None:
+    """Remove models (untag, and delete what nothing else uses)."""
+    store = _store(store_path)
+    for name in names:
+        for line in _run(lambda: store.delete(name, force=force)):
+            for verb, what in line.items():
+                click.echo(f"{verb}: {familiar_name(what) if verb == 'Untagged' else what}")
+
+
+@main.command()
+@store_option
+@click.argument("source")
+@click.argument("target")
+def tag(store_path: Path | None, source: str, target: str) -> None:
+    """Give the model SOURCE the additional name TARGET."""
+    model = _run(lambda: _store(store_path).add_tag(source, target))
+    click.echo(f"Model {model.short_id} tagged successfully with {parse_reference(target).familiar}")
+
+
+@main.command()
+@store_option
+@click.argument("name")
+def inspect(store_path: Path | None, name: str) -> None:
+    """Show a model's id, tags and configuration as JSON."""
+    from dmr_core.dialects.native.models import find, model_object
+
+    model = _run(lambda: find(_store(store_path), name))
+    click.echo(json.dumps(model_object(model), indent=2))
 
 
 @main.command()
@@ -25,15 +128,12 @@ def main() -> None:
 @click.argument("name")
 def package(gguf_file: Path, store_path: Path | None, name: str) -> None:
     """Package a local GGUF file into the model store as NAME (e.g. ai/smollm2:360M-Q4_K_M)."""
-    store = ModelStore(store_path or load_settings().store_path)
+    store = _store(store_path)
     try:
-        model = store.import_gguf(gguf_file, name)
-        tag = parse_reference(name).familiar
-    except DmrError as exc:
-        raise click.ClickException(exc.message) from exc
+        model = _run(lambda: store.import_gguf(gguf_file, name))
     except OSError as exc:  # an unwritable or full store: say so in one line, not a traceback
         raise click.ClickException(f"cannot write to the store {store.root}: {exc.strerror or exc}") from exc
-    click.echo(f"{model.id} {tag}")
+    click.echo(f"{model.id} {parse_reference(name).familiar}")
 
 
 @main.command()

@@ -90,6 +90,52 @@ class Conflict(DmrError):
     kind = "invalid_request_error"
 
 
+class Unauthorized(DmrError):
+    """A registry refused our credentials, or asked for some and we had none (401)."""
+
+    status = 401
+    code = "unauthorized"
+    kind = "authentication_error"
+
+
+class UnsupportedMediaType(DmrError):
+    """An artifact whose config media type is not a model config DMR knows (422)."""
+
+    status = 422
+    code = "unsupported_media_type"
+    kind = "invalid_request_error"
+
+
+class RegistryError(DmrError):
+    """A registry failed or answered something that cannot be used (502)."""
+
+    status = 502
+    code = "registry_error"
+    kind = "server_error"
+
+
+class RegistryUnreachable(RegistryError):
+    """The registry could not be reached, or the connection broke mid-transfer."""
+
+    code = "registry_unreachable"
+
+
+class DigestMismatch(RegistryError):
+    """Downloaded bytes do not hash to the digest the manifest promised; nothing was kept."""
+
+    code = "digest_mismatch"
+
+
+class BlobsMissing(DmrError):
+    """A manifest names blobs the store does not hold, so it cannot be listed yet."""
+
+    code = "blobs_missing"
+
+    def __init__(self, message: str, *, param: str | None = None, digests: tuple[str, ...] = ()) -> None:
+        super().__init__(message, param=param)
+        self.digests = digests
+
+
 class EngineUnavailable(DmrError):
     """The engine exists but cannot serve now: not installed, or the pool is down (503)."""
 

@@ -23,15 +23,61 @@ class Mode(str, enum.Enum):
 class FinishReason(str, enum.Enum):
     STOP = "stop"  # end of sequence or a stop string
     LENGTH = "length"  # max_tokens or the context window was reached
+    TOOL_CALLS = "tool_calls"  # the model called one or more tools
     CANCELLED = "cancelled"  # the client went away
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A complete tool call: ``arguments`` is JSON text (OpenAI's form; dialects convert)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
-    """One chat turn: ``role`` is system, user, assistant or tool; ``content`` is text."""
+    """One chat turn.
+
+    ``role`` is system, user, assistant or tool. An assistant turn may carry ``tool_calls``; a tool
+    turn answers the call ``tool_call_id`` (of the tool ``name``) with ``content``. ``images`` are
+    ``data:<mime>;base64,…`` URLs, for vision models.
+    """
 
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+    images: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function the model may call; ``parameters`` is a JSON Schema object."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """``mode``: ``auto`` (may call), ``none`` (must not), ``required`` (must call one), or
+    ``function`` (must call ``name``). ``parallel``: several calls in one turn are allowed."""
+
+    mode: str = "auto"
+    name: str | None = None
+    parallel: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """``kind``: ``text``, ``json_object`` (any JSON object) or ``json_schema`` (valid under ``schema``)."""
+
+    kind: str = "text"
+    schema: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +98,21 @@ class SamplingParams:
 
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """A text-generation job: a chat (``messages``) or a raw completion (``prompt``)."""
+    """A text-generation job: a chat (``messages``) or a raw completion (``prompt``).
+
+    ``logprobs``: None for none, else how many top alternatives to report per token (0–20).
+    ``raw``: the prompt is sent as is, without the chat template (Ollama's ``raw``).
+    """
 
     model_path: str
     messages: tuple[Message, ...] | None = None
     prompt: str | None = None
     sampling: SamplingParams = field(default_factory=SamplingParams)
     context_size: int | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
+    response_format: ResponseFormat = field(default_factory=ResponseFormat)
+    logprobs: int | None = None
 
     @property
     def is_chat(self) -> bool:
@@ -76,12 +130,46 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class TopLogprob:
+    token: str
+    logprob: float
+    bytes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """The chosen token's log probability and its ``top`` alternatives."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...] = ()
+    top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a tool call while it streams. The first piece of call ``index`` has ``id`` and
+    ``name``; every piece may add a fragment of the JSON ``arguments``."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationChunk:
-    """A piece of output. The last chunk of a job has ``finish_reason`` and ``usage`` set."""
+    """A piece of output. The last chunk of a job has ``finish_reason`` and ``usage`` set.
+
+    ``text`` is content for the user; ``tool_calls`` are pieces of tool calls (never both in one
+    chunk's meaning: text first, then calls); ``logprobs`` cover the tokens behind ``text``.
+    """
 
     text: str = ""
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,14 +196,26 @@ def to_wire(obj: Any) -> Any:
     return obj
 
 
+def _message_from_wire(data: dict[str, Any]) -> Message:
+    return Message(
+        role=data["role"], content=data["content"],
+        tool_calls=tuple(ToolCall(**c) for c in data.get("tool_calls", ())),
+        tool_call_id=data.get("tool_call_id"), name=data.get("name"), images=tuple(data.get("images", ())),
+    )  # fmt: skip
+
+
 def request_from_wire(data: dict[str, Any]) -> GenerationRequest:
     messages = data.get("messages")
     return GenerationRequest(
         model_path=data["model_path"],
-        messages=None if messages is None else tuple(Message(**m) for m in messages),
+        messages=None if messages is None else tuple(_message_from_wire(m) for m in messages),
         prompt=data.get("prompt"),
         sampling=SamplingParams(**{**data["sampling"], "stop": tuple(data["sampling"]["stop"])}),
         context_size=data.get("context_size"),
+        tools=tuple(ToolSpec(**t) for t in data.get("tools", ())),
+        tool_choice=ToolChoice(**data.get("tool_choice", {})),
+        response_format=ResponseFormat(**data.get("response_format", {})),
+        logprobs=data.get("logprobs"),
     )
 
 
@@ -130,7 +230,16 @@ def chunk_to_wire(chunk: GenerationChunk) -> dict[str, Any]:
         data["f"] = chunk.finish_reason.value
     if chunk.usage is not None:
         data["u"] = [chunk.usage.prompt_tokens, chunk.usage.completion_tokens]
+    if chunk.tool_calls:
+        data["c"] = to_wire(chunk.tool_calls)
+    if chunk.logprobs:
+        data["l"] = to_wire(chunk.logprobs)
     return data
+
+
+def _logprob_from_wire(data: dict[str, Any]) -> TokenLogprob:
+    top = tuple(TopLogprob(t["token"], t["logprob"], tuple(t["bytes"])) for t in data["top"])
+    return TokenLogprob(data["token"], data["logprob"], tuple(data["bytes"]), top)
 
 
 def chunk_from_wire(data: dict[str, Any]) -> GenerationChunk:
@@ -140,4 +249,7 @@ def chunk_from_wire(data: dict[str, Any]) -> GenerationChunk:
         text=data.get("t", ""),
         finish_reason=None if finish is None else FinishReason(finish),
         usage=None if usage is None else Usage(*usage),
+        tool_calls=tuple(ToolCallDelta(**c) for c in data.get("c", ())),
+        logprobs=tuple(_logprob_from_wire(lp) for lp in data.get("l", ())),
     )
+

@@ -19,6 +19,9 @@ from dmr_core import NAME, hookspecs
 DEFAULT_PLUGINS = (
     "dmr_core.default_engine_selection",
     "dmr_core.dialects.openai",
+    "dmr_core.dialects.native",
+    "dmr_core.dialects.anthropic",
+    "dmr_core.dialects.ollama",
 )
 
 log = logging.getLogger(__name__)

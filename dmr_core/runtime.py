@@ -48,6 +48,13 @@ class Runtime:
         job = dataclasses.replace(request, model_path=str(model.gguf_path), context_size=self.context_size(model))
         return _primed(self.pool.generate(engine_name, job))
 
+    def count_tokens(self, name: str, engine: str | None, request: GenerationRequest) -> int:
+        """The prompt size of ``request`` for model ``name``, as :meth:`generate` would send it."""
+        model = self.store.resolve(name)
+        engine_name = self.engine_for(model, engine)
+        job = dataclasses.replace(request, model_path=str(model.gguf_path), context_size=self.context_size(model))
+        return self.pool.count_tokens(engine_name, job)
+
     def embed(self, name: str, engine: str | None, inputs: tuple[str, ...]) -> EmbeddingResult:
         model = self.store.resolve(name)
         engine_name = self.engine_for(model, engine)

@@ -68,7 +68,11 @@ class DmrServer:
         command = [str(Path(sys.executable).parent / "gunicorn"), "-c", "conf/gunicorn.conf.py"]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=self.env(), stdout=log, stderr=log)
-        self._wait_ready(timeout)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()  # never leave a half-started server behind
+            raise
         return self
 
     def _wait_ready(self, timeout: float) -> None:
@@ -77,10 +81,10 @@ class DmrServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"dmr server exited early:\n{self.log()}")
             try:
-                if requests.get(self.url + "/", timeout=1).status_code == 200:
+                if requests.get(self.url + "/", timeout=5).status_code == 200:
                     return
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or busy booting on a loaded machine
             time.sleep(0.1)
         raise RuntimeError(f"dmr server not ready after {timeout}s:\n{self.log()}")
 
@@ -198,3 +202,76 @@ def openai_client_for(server: DmrServer, prefix: str = "/engines/v1"):
 def openai_client(dmr_server):
     """The official OpenAI client, strict response validation on, pointed at ``/engines/v1``."""
     return openai_client_for(dmr_server)
+
+
+# -- OCI registries (model distribution) ---------------------------------------------------------
+
+from dmr_core.distribution.progress import ProgressEvent  # noqa: E402
+from dmr_core.distribution.testregistry import RegistryServer, TokenService, write_htpasswd  # noqa: E402
+
+#: The one account of the authenticating registries.
+REGISTRY_USERS = {"dmr-tester": "correct-horse-battery"}
+
+
+def start_registry(directory: Path, auth: str | None = None) -> tuple[RegistryServer, TokenService | None]:
+    """Start the real CNCF distribution registry in ``directory``.
+
+    ``auth``: ``None`` (open), ``"htpasswd"`` (basic auth for :data:`REGISTRY_USERS`) or ``"token"``
+    (bearer tokens from a :class:`TokenService` that knows :data:`REGISTRY_USERS`).
+    """
+    tokens = TokenService(directory, REGISTRY_USERS).start() if auth == "token" else None
+    htpasswd = write_htpasswd(directory / "htpasswd", REGISTRY_USERS) if auth == "htpasswd" else None
+    try:
+        return RegistryServer(directory, htpasswd=htpasswd, token_service=tokens).start(), tokens
+    except BaseException:
+        if tokens is not None:
+            tokens.stop()
+        raise
+
+
+@pytest.fixture
+def registry_server(tmp_path_factory) -> Iterator:
+    """Factory: ``registry_server(auth=None | "htpasswd" | "token") -> RegistryServer``.
+
+    Each call starts the real CNCF distribution registry (Debian's ``docker-registry``, distribution
+    2.8) on 127.0.0.1, on a free port, with its own storage directory; it answers ``GET /v2/``
+    before the call returns. Every registry (and token service) is stopped in ``finally``:
+    terminate, wait, kill.
+    """
+    started: list[tuple[RegistryServer, TokenService | None]] = []
+
+    def start(auth: str | None = None) -> RegistryServer:
+        started.append(start_registry(tmp_path_factory.mktemp("registry"), auth))
+        return started[-1][0]
+
+    try:
+        yield start
+    finally:
+        for registry, tokens in started:
+            registry.stop()
+            if tokens is not None:
+                tokens.stop()
+
+
+@pytest.fixture
+def registry(registry_server) -> RegistryServer:
+    """One open (no auth) real registry for the test."""
+    return registry_server()
+
+
+def kill_registry_mid_transfer(registry: RegistryServer, events: Iterator[ProgressEvent],
+                               after_bytes: int) -> tuple[list[ProgressEvent], BaseException | None]:  # fmt: skip
+    """Consume pull/push ``events``; SIGKILL ``registry`` once a layer has moved ``after_bytes``.
+
+    The generator is paused while the registry dies, so the transfer is cut mid-blob. Returns the
+    events seen and the exception that ended them (``None`` if the transfer somehow finished).
+    """
+    seen: list[ProgressEvent] = []
+    try:
+        for event in events:
+            seen.append(event)
+            if event.type == "progress" and event.layer.current >= after_bytes:
+                registry.kill()
+    except Exception as exc:  # the error the transfer ends with is what the test examines
+        return seen, exc
+    return seen, None

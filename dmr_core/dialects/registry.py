@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -22,6 +23,9 @@ class Dialect:
     :param render_error: turns a :class:`~dmr_core.errors.DmrError` into this dialect's response.
     :param fast_gets: exact GET paths answered without Flask (see :mod:`dmr_core.fastpath`),
         each mapped to the producer its Flask route also uses.
+    :param patterns: regular expressions (``re.match`` from the path's start) also owned by this
+        dialect, for URLs a prefix cannot describe (``/engines/{engine}/v1/messages``); the
+        length of the match competes with the prefixes' lengths.
     """
 
     name: str
@@ -29,6 +33,13 @@ class Dialect:
     prefixes: tuple[str, ...]
     render_error: Callable[[DmrError], Response]
     fast_gets: Mapping[str, BodyProducer] = field(default_factory=dict)
+    patterns: tuple[str, ...] = ()
+
+    def claim(self, path: str) -> int:
+        """How strongly this dialect owns ``path``: the longest prefix or pattern match, else -1."""
+        lengths = [len(p) for p in self.prefixes if path.startswith(p)]
+        lengths += [m.end() for m in (re.match(p, path) for p in self.patterns) if m]
+        return max(lengths, default=-1)
 
 
 class DialectRegistry:
@@ -47,7 +58,7 @@ class DialectRegistry:
         """The dialect owning the longest prefix of ``path``, if any."""
         best, best_len = None, -1
         for dialect in self._dialects.values():
-            for prefix in dialect.prefixes:
-                if path.startswith(prefix) and len(prefix) > best_len:
-                    best, best_len = dialect, len(prefix)
+            claim = dialect.claim(path)
+            if claim > best_len:
+                best, best_len = dialect, claim
         return best

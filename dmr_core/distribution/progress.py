@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 
@@ -49,6 +49,11 @@ def human_bytes(count: float) -> str:
     return f"{count / 1_000_000:.2f} MB"
 
 
+def transfer_event(verb: str, total: int, layer: LayerProgress, mode: str) -> ProgressEvent:
+    """``{"type":"progress","message":"Downloaded: 12.34 MB",…}``: ``layer``'s own bytes so far."""
+    return ProgressEvent("progress", f"{verb}: {human_bytes(layer.current)}", total, layer, mode)
+
+
 class Throttle:
     """Lets a progress event through at most every ``interval`` s or ``step`` bytes, and always at a layer's end."""
 
@@ -67,3 +72,14 @@ class Throttle:
             self._last_bytes[layer.id] = layer.current
             return True
         return False
+
+
+def layer_events(verb: str, mode: str, total: int, layer: LayerProgress, counts: Iterator[int],
+                 throttle: Throttle) -> Iterator[ProgressEvent]:  # fmt: skip
+    """Throttled transfer events for one layer from its running byte counts (repeats dropped)."""
+    last = None
+    for current in counts:
+        progress = LayerProgress(layer.id, layer.size, current)
+        if current != last and throttle.due(progress):
+            last = current
+            yield transfer_event(verb, total, progress, mode)

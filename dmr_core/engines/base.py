@@ -89,6 +89,11 @@ class Engine(ABC):
         """
         raise _unsupported(self, "text generation")
 
+    def count_tokens(self, request: GenerationRequest) -> int:
+        """How many tokens the prompt of ``request`` takes, exactly as :meth:`generate` would
+        build it (chat template and tools applied). Nothing is evaluated."""
+        raise _unsupported(self, "token counting")
+
     def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
         """Return one pooled, L2-normalised vector per input."""
         raise _unsupported(self, "embeddings")

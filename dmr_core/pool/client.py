@@ -100,6 +100,15 @@ class PoolClient:
         result = frame["result"]
         return EmbeddingResult(tuple(tuple(v) for v in result["vectors"]), result["prompt_tokens"])
 
+    def count_tokens(self, engine: str, request: GenerationRequest) -> int:
+        """The prompt size of ``request`` in tokens (template and tools applied), without generating."""
+        sock = self._open_job(request.model_path, {"op": "count", "engine": engine, "request": to_wire(request)})
+        with sock:
+            frame = _read_or_crash(FrameReader(sock))
+        if frame["k"] == "e":
+            raise error_from_dict(frame["error"])
+        return int(frame["result"])
+
     def status(self) -> dict[str, Any]:
         return self.call_supervisor({"op": "status"})
 

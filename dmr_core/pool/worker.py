@@ -76,7 +76,7 @@ class ChunkSender:
         self._last = 0.0
 
     def add(self, chunk) -> None:
-        if chunk.finish_reason is None and chunk.usage is None:
+        if chunk.finish_reason is None and chunk.usage is None and not chunk.tool_calls and not chunk.logprobs:
             self._pending.append(chunk.text)
             now = time.monotonic()
             if now - self._last >= self._interval:
@@ -180,6 +180,8 @@ class Worker:
         op = message.get("op")
         if op in ("generate", "embed"):
             self._run_job(conn, message)
+        elif op == "count":
+            send_frame(conn, {"k": "r", "result": self._count(message)})
         elif op == "ping":
             send_frame(conn, {"k": "r", "result": {**to_wire(self.info), "jobs": self.jobs.as_dict()}})
         else:
@@ -215,6 +217,13 @@ class Worker:
                 if not cancelled.gone:
                     sender.flush()
         return cancelled.gone
+
+    def _count(self, message: dict[str, Any]) -> int:
+        # No model lock: tokenising reads only the vocabulary and the template, so a count need
+        # not wait behind a running generation.
+        request = request_from_wire(message["request"])
+        loaded = self.model_for(message["engine"], request.model_path, Mode.COMPLETION, request.context_size)
+        return loaded.engine.count_tokens(request)
 
     def _embed(self, conn: socket.socket, message: dict[str, Any]) -> None:
         request = embedding_request_from_wire(message["request"])

@@ -1,7 +1,9 @@
 """The bytes of a DMR model artifact: its config blob and its OCI image manifest.
 
 The model's id is the sha256 of the manifest bytes, so these are built once, written as they are,
-and never re-serialised.
+and never re-serialised. Manifests that come from outside (a registry, an archive) are parsed by
+:func:`parse_manifest`, which refuses any digest that is not ``sha256:<64 hex>``: digests become
+file names in the store.
 """
 
 from __future__ import annotations
@@ -16,6 +18,13 @@ from typing import Any
 from dmr_core.store import mediatypes
 
 
+DIGEST = re.compile(r"sha256:([a-f0-9]{64})")
+
+
+class ManifestError(ValueError):
+    """A manifest that is not a well-formed OCI image manifest."""
+
+
 @dataclass(frozen=True)
 class Descriptor:
     """An OCI content descriptor: what a manifest says about one blob."""
@@ -26,6 +35,61 @@ class Descriptor:
 
     def to_json(self) -> dict[str, Any]:
         return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+
+
+@dataclass(frozen=True)
+class ParsedManifest:
+    """What the store needs from a manifest: its config blob and its layers, in order."""
+
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+
+    @property
+    def blob_digests(self) -> tuple[str, ...]:
+        """Every blob, layers first and config last (the order of ``models.json`` ``files``)."""
+        return tuple(dict.fromkeys([layer.digest for layer in self.layers] + [self.config.digest]))
+
+    @property
+    def layers_size(self) -> int:
+        return sum(layer.size for layer in self.layers)
+
+
+def parse_manifest(data: bytes) -> ParsedManifest:
+    """Parse and validate an OCI (or Docker v2) image manifest; :class:`ManifestError` if malformed."""
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"manifest is not JSON: {exc}") from None
+    if not isinstance(document, dict) or document.get("schemaVersion") != 2:
+        raise ManifestError("manifest is not an image manifest with schemaVersion 2")
+    layers = document.get("layers")
+    if not isinstance(layers, list):
+        raise ManifestError("manifest has no layers list")
+    return ParsedManifest(_descriptor(document.get("config")), tuple(map(_descriptor, layers)))
+
+
+def _descriptor(value: Any) -> Descriptor:
+    if not isinstance(value, dict):
+        raise ManifestError("manifest descriptor is not an object")
+    media_type, digest, size = value.get("mediaType"), value.get("digest"), value.get("size")
+    if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
+        raise ManifestError(f"invalid digest {digest!r}: must be sha256:<64 hex digits>")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ManifestError(f"invalid size {size!r} for {digest}")
+    if not isinstance(media_type, str):
+        raise ManifestError(f"missing media type for {digest}")
+    return Descriptor(media_type, digest, size)
+
+
+def model_details(blob: dict[str, Any], media_type: str) -> tuple[int, dict[str, Any]]:
+    """``(created, config)`` from a config blob; ModelPack configs are mapped onto DMR's fields."""
+    if media_type != mediatypes.CNCF_MODEL_CONFIG_V1:
+        return parse_created((blob.get("descriptor") or {}).get("created")), blob.get("config") or {}
+    pack = blob.get("config") or {}
+    config = {"format": pack.get("format"), "quantization": pack.get("quantization"),
+              "parameters": pack.get("paramSize"), "architecture": pack.get("architecture")}  # fmt: skip
+    created = parse_created((blob.get("descriptor") or {}).get("createdAt"))
+    return created, {key: value for key, value in config.items() if value}
 
 
 def sha256_digest(data: bytes) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +31,24 @@ _BYTE_UNITS = (
 )
 
 
-def read_gguf_config(path: Path | str) -> dict[str, Any]:
-    """The ``config`` object DMR stores for a GGUF model; :class:`InvalidRequest` if not GGUF."""
-    reader = open_gguf(path)
+def read_gguf_config(path: Path | str | Sequence[Path | str]) -> dict[str, Any]:
+    """The ``config`` object DMR stores for a GGUF model; :class:`InvalidRequest` if not GGUF.
+
+    For a sharded model pass every shard, in order: metadata comes from the first, and the
+    parameter count and size cover them all.
+    """
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    readers = [open_gguf(shard) for shard in paths]
+    reader = readers[0]
     # GGUFReader also lists the header (GGUF.version, ...) as fields; they are not metadata.
     metadata = {name: field for name, field in reader.fields.items() if not name.startswith("GGUF.")}
     architecture = _architecture(metadata)
     config: dict[str, Any] = {
         "format": "gguf",
         "quantization": _quantization(reader),
-        "parameters": format_parameters(sum(t.n_elements for t in reader.tensors)),
+        "parameters": format_parameters(sum(t.n_elements for shard in readers for t in shard.tensors)),
         "architecture": architecture,
-        "size": format_bytes(os.path.getsize(path)),
+        "size": format_bytes(sum(os.path.getsize(shard) for shard in paths)),
         "gguf": _metadata_strings(metadata),
     }
     context = _context_length(metadata, architecture)

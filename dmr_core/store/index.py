@@ -75,3 +75,16 @@ def with_tag(entries: list[IndexEntry], tag: str, target: IndexEntry) -> list[In
     if not seen:
         updated.append(IndexEntry(target.id, (tag,), target.files))
     return updated
+
+
+def with_model(entries: list[IndexEntry], target: IndexEntry) -> list[IndexEntry]:
+    """``entries`` with ``target`` listed (untagged, if new); a listed model is left as it is."""
+    return list(entries) if any(e.id == target.id for e in entries) else [*entries, target]
+
+
+def without_tag(entries: list[IndexEntry], tag: str) -> list[IndexEntry]:
+    return [IndexEntry(e.id, tuple(t for t in e.tags if t != tag), e.files) for e in entries]
+
+
+def without_model(entries: list[IndexEntry], model_id: str) -> list[IndexEntry]:
+    return [entry for entry in entries if entry.id != model_id]

@@ -2,70 +2,38 @@
 
     layout.json                     {"version":"1.0.0"}
     models.json                     the index (see dmr_core.store.index)
-    blobs/sha256/<hex>              layer and config blobs
+    blobs/sha256/<hex>              layer and config blobs (``<hex>.incomplete``: a pull in progress)
     manifests/sha256/<hex>          raw manifests; the model id is their sha256
-    bundles/sha256/<id hex>/        config.json + model/model.gguf (a hard link to the layer blob)
+    bundles/sha256/<id hex>/        config.json + model/ (hard links to blobs, see dmr_core.store.bundle)
 
 Writers put everything a model needs on disk first and list it in ``models.json`` last, under an
 exclusive lock on ``.lock``; readers never lock and only follow ``models.json``. A write killed
 half-way leaves only ``*.tmp`` names behind, which readers ignore and the next writer removes.
+Packaging, removal and archives live in their own modules and call back into this class.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import re
-import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dmr_core.errors import Conflict, InvalidReference, ModelNotFound
-from dmr_core.store import artifact, mediatypes
-from dmr_core.store.artifact import Descriptor
-from dmr_core.store.atomicfile import (
-    TEMP_SUFFIX, claimed_temp_file, exclusive_lock, fsync_dir, remove_stray_temps, write_atomic, write_once,
-)
-from dmr_core.store.index import FileKey, IndexEntry, encode_index, file_key, read_index, with_tag
-from dmr_core.store.references import Reference, familiar_name, model_id_query, parse_reference
+from dmr_core.errors import BlobsMissing, Conflict, InvalidReference, InvalidRequest, ModelNotFound
+from dmr_core.store import artifact
+from dmr_core.store.artifact import DIGEST, ManifestError, ParsedManifest, parse_manifest
+from dmr_core.store.atomicfile import exclusive_lock, remove_stray_temps, write_atomic, write_once
+from dmr_core.store.bundle import BundleFile, build_bundle, bundle_files
+from dmr_core.store.index import FileKey, IndexEntry, encode_index, file_key, read_index, with_model, with_tag
+from dmr_core.store.model import Model
+from dmr_core.store.references import Reference, model_id_query, parse_reference
 
 log = logging.getLogger(__name__)
 
 LAYOUT_VERSION = "1.0.0"
-COPY_CHUNK = 1 << 20
-_DIGEST = re.compile(r"sha256:([a-f0-9]{64})")
-
-
-@dataclass(frozen=True)
-class Model:
-    """A model in the store, as the API and the engines see it."""
-
-    id: str
-    tags: tuple[str, ...]
-    #: Unix seconds, from the config blob's ``descriptor.created``.
-    created: int
-    #: The inner ``config`` object (format, quantization, parameters, gguf, ...).
-    config: dict[str, Any]
-    files: tuple[str, ...]
-    bundle: Path
-
-    @property
-    def gguf_path(self) -> Path:
-        return self.bundle / "model" / "model.gguf"
-
-    @property
-    def short_id(self) -> str:
-        return self.id.removeprefix("sha256:")[:12]
-
-    @property
-    def display_name(self) -> str:
-        return familiar_name(self.tags[0]) if self.tags else self.id
+INCOMPLETE_SUFFIX = ".incomplete"
 
 
 class ModelStore:
@@ -75,7 +43,7 @@ class ModelStore:
         self.root = Path(root)
         self._listing: tuple[FileKey | None, list[Model]] = (None, [])
         # Manifests and config blobs never change, so what they say is kept per model id.
-        self._details: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._details: dict[str, tuple[int, dict[str, Any], tuple[str, ...]]] = {}
 
     @property
     def index_path(self) -> Path:
@@ -83,6 +51,10 @@ class ModelStore:
 
     def blob_path(self, digest: str) -> Path:
         return self.root / "blobs" / "sha256" / _hex(digest)
+
+    def incomplete_path(self, digest: str) -> Path:
+        """Where a download of ``digest`` grows until verified (kept across failures, for resuming)."""
+        return self.root / "blobs" / "sha256" / (_hex(digest) + INCOMPLETE_SUFFIX)
 
     def manifest_path(self, digest: str) -> Path:
         return self.root / "manifests" / "sha256" / _hex(digest)
@@ -113,51 +85,115 @@ class ModelStore:
                 return model
         raise ModelNotFound(f"model {text} not found", param="model")
 
+    def manifest_bytes(self, model: Model) -> bytes:
+        return self.manifest_path(model.id).read_bytes()
+
     # Writing -----------------------------------------------------------------------------------
 
-    def import_gguf(self, path: Path | str, tag: str) -> Model:
-        """Package a local GGUF file as a model tagged ``tag`` (weights already stored are reused)."""
-        # gguf pulls in numpy (~0.2 s): only writers pay for it, web workers just list and resolve.
-        from dmr_core.store.ggufinfo import read_gguf_config
+    def import_gguf(self, path: Path | str | Sequence[Path | str], tag: str, *, mmproj: Path | str | None = None) -> Model:
+        """Package local GGUF file(s) (shards in order) and an optional projector, tagged ``tag``."""
+        from dmr_core.store.packaging import import_gguf
 
-        reference = _tag_reference(tag)
-        source = Path(path)
-        config = read_gguf_config(source)  # before any write: a non-GGUF file leaves no trace
-        self._ensure_layout()
-        layer = self._store_layer(source)
-        with self._write_lock():
-            _, entries = read_index(self.index_path)
-            entry = _entry_with_layers(entries, [layer.digest]) or self._write_artifact(config, layer)
-            self._ensure_bundle(entry.id, layer.digest, config)
-            self._write_index(entries, with_tag(entries, reference.name, entry))
-        return self._listed(entry.id)
+        return import_gguf(self, path, tag, mmproj=mmproj)
+
+    def add_artifact(self, manifest_bytes: bytes, tag: str | None = None) -> Model:
+        """List the model ``manifest_bytes`` describes (its id is their sha256), tagged ``tag`` if given.
+
+        The manifest is kept byte for byte. Every blob it names must be stored already, else
+        :class:`BlobsMissing`: this is the last step of a pull or a load, so a model is never
+        listed before all of its bytes are on disk.
+        """
+        manifest = _parsed(manifest_bytes)
+        reference = tag_reference(tag) if tag else None
+        model_id = artifact.sha256_digest(manifest_bytes)
+        with self.write_lock():
+            self._check_blobs(manifest)
+            config = self._config(manifest)
+            write_once(self.manifest_path(model_id), manifest_bytes)
+            self._ensure_bundle(model_id, bundle_files(manifest.layers), config)
+            entries, entry = self.read_entries(), IndexEntry(model_id, (), manifest.blob_digests)
+            listed = with_tag(entries, reference.name, entry) if reference else with_model(entries, entry)
+            self.write_entries(entries, listed)
+        return self._listed(model_id)
 
     def add_tag(self, text: str, tag: str) -> Model:
         """Point ``tag`` at the model ``text`` resolves to, taking it from any model that had it."""
-        reference = _tag_reference(tag)
+        reference = tag_reference(tag)
         model = self.resolve(text)
-        with self._write_lock():
-            _, entries = read_index(self.index_path)
+        with self.write_lock():
+            entries = self.read_entries()
             entry = next((e for e in entries if e.id == model.id), None)
             if entry is None:
                 raise ModelNotFound(f"model {text} not found", param="model")
-            self._write_index(entries, with_tag(entries, reference.name, entry))
+            self.write_entries(entries, with_tag(entries, reference.name, entry))
         return self._listed(model.id)
+
+    def delete(self, text: str, force: bool = False) -> list[dict[str, str]]:
+        """Untag or delete like ``docker rmi``; see :func:`dmr_core.store.removal.delete`."""
+        from dmr_core.store.removal import delete
+
+        return delete(self, text, force=force)
+
+    def purge(self) -> None:
+        """Remove every model and blob; refuses a directory that is not a store."""
+        from dmr_core.store.removal import purge
+
+        purge(self)
+
+    def export_tar(self, text: str) -> Iterator[bytes]:
+        """The model as a tar stream (blobs + ``manifest.json``); resolved now, streamed lazily."""
+        from dmr_core.store.archive import tar_chunks
+
+        return tar_chunks(self, self.resolve(text))
+
+    def load_tar(self, fileobj: BinaryIO, tag: str | None = None) -> Model:
+        """Store the model in an :meth:`export_tar` archive, verifying every blob's digest."""
+        from dmr_core.store.archive import load_tar
+
+        return load_tar(self, fileobj, tag)
+
+    # For the store's own modules ---------------------------------------------------------------
+
+    @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """The one writer lock: hold it to change ``models.json`` or remove anything."""
+        self.ensure_layout()
+        with exclusive_lock(self.root / ".lock"):
+            for directory in (self.root, *self.content_dirs()):
+                remove_stray_temps(directory)
+            yield
+
+    def read_entries(self) -> list[IndexEntry]:
+        return read_index(self.index_path)[1]
+
+    def write_entries(self, old: list[IndexEntry], new: list[IndexEntry]) -> None:
+        # An unchanged file keeps its key, so no reader's cached listing is thrown away.
+        if new != old or not self.index_path.exists():
+            write_atomic(self.index_path, encode_index(new))
+
+    def ensure_layout(self) -> None:
+        for directory in self.content_dirs():
+            directory.mkdir(parents=True, exist_ok=True)
+        write_once(self.root / "layout.json", artifact.encode_json({"version": LAYOUT_VERSION}))
+
+    def content_dirs(self) -> list[Path]:
+        return [self.root / kind / "sha256" for kind in ("blobs", "manifests", "bundles")]
 
     # Internals ---------------------------------------------------------------------------------
 
     def _model(self, entry: IndexEntry) -> Model | None:
         try:
-            created, config = self._details.get(entry.id) or self._read_details(entry.id)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            created, config, names = self._details.get(entry.id) or self._read_details(entry.id)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, InvalidReference) as exc:
             log.warning("skipping model %s: unreadable manifest or config (%s)", entry.id, exc)
             return None
-        return Model(entry.id, entry.tags, created, config, entry.files, self.bundle_path(entry.id))
+        return Model(entry.id, entry.tags, created, config, entry.files, self.bundle_path(entry.id), names)
 
-    def _read_details(self, model_id: str) -> tuple[int, dict[str, Any]]:
-        manifest = json.loads(self.manifest_path(model_id).read_bytes())
-        blob = json.loads(self.blob_path(manifest["config"]["digest"]).read_bytes())
-        details = (artifact.parse_created(blob.get("descriptor", {}).get("created")), blob.get("config") or {})
+    def _read_details(self, model_id: str) -> tuple[int, dict[str, Any], tuple[str, ...]]:
+        manifest = parse_manifest(self.manifest_path(model_id).read_bytes())
+        blob = json.loads(self.blob_path(manifest.config.digest).read_bytes())
+        created, config = artifact.model_details(blob, manifest.config.media_type)
+        details = (created, config, tuple(name for name, _ in bundle_files(manifest.layers)))
         self._details[model_id] = details
         return details
 
@@ -178,69 +214,39 @@ class ModelStore:
             raise ModelNotFound(f"model {model_id} not found", param="model")
         return model
 
-    def _write_index(self, old: list[IndexEntry], new: list[IndexEntry]) -> None:
-        # An unchanged file keeps its key, so no reader's cached listing is thrown away.
-        if new != old or not self.index_path.exists():
-            write_atomic(self.index_path, encode_index(new))
+    def _check_blobs(self, manifest: ParsedManifest) -> None:
+        missing = tuple(d for d in manifest.blob_digests if not self.blob_path(d).is_file())
+        if missing:
+            raise BlobsMissing(f"blobs not in the store: {', '.join(missing)}", digests=missing)
+        for descriptor in (*manifest.layers, manifest.config):
+            if self.blob_path(descriptor.digest).stat().st_size != descriptor.size:
+                raise InvalidRequest(f"manifest gives the wrong size for {descriptor.digest}")
 
-    def _ensure_layout(self) -> None:
-        for directory in self._content_dirs():
-            directory.mkdir(parents=True, exist_ok=True)
-        write_once(self.root / "layout.json", artifact.encode_json({"version": LAYOUT_VERSION}))
+    def _config(self, manifest: ParsedManifest) -> dict[str, Any]:
+        try:
+            blob = json.loads(self.blob_path(manifest.config.digest).read_bytes())
+            return artifact.model_details(blob, manifest.config.media_type)[1]
+        except (ValueError, AttributeError) as exc:
+            raise InvalidRequest(f"config blob {manifest.config.digest} is not a model config: {exc}") from None
 
-    @contextmanager
-    def _write_lock(self) -> Iterator[None]:
-        self._ensure_layout()
-        with exclusive_lock(self.root / ".lock"):
-            for directory in (self.root, *self._content_dirs()):
-                remove_stray_temps(directory)
-            yield
-
-    def _content_dirs(self) -> list[Path]:
-        return [self.root / kind / "sha256" for kind in ("blobs", "manifests", "bundles")]
-
-    def _store_layer(self, source: Path) -> Descriptor:
-        """Copy ``source`` into a blob named by its digest; outside the lock, as it may be large."""
-        blobs = self.root / "blobs" / "sha256"
-        with source.open("rb") as reader, claimed_temp_file(blobs) as (writer, temp):
-            digest, size = _copy_hashing(reader, writer)
-            writer.flush()
-            os.fsync(writer.fileno())
-            if not self.blob_path(digest).exists():  # else this temp is simply dropped
-                os.replace(temp, self.blob_path(digest))
-        fsync_dir(blobs)
-        return Descriptor(mediatypes.GGUF_LAYER, digest, size)
-
-    def _write_artifact(self, config: dict[str, Any], layer: Descriptor) -> IndexEntry:
-        """Write the config blob and the manifest; the manifest's digest is the new model's id."""
-        blob = artifact.config_blob(config, [layer.digest], datetime.now(timezone.utc))
-        config_descriptor = Descriptor(mediatypes.MODEL_CONFIG_V01, artifact.sha256_digest(blob), len(blob))
-        write_once(self.blob_path(config_descriptor.digest), blob)
-        manifest = artifact.manifest(config_descriptor, [layer])
-        model_id = artifact.sha256_digest(manifest)
-        write_once(self.manifest_path(model_id), manifest)
-        return IndexEntry(model_id, (), (layer.digest, config_descriptor.digest))
-
-    def _ensure_bundle(self, model_id: str, layer_digest: str, config: dict[str, Any]) -> None:
-        """Build the runtime bundle in a temp dir and rename it into place (under the lock)."""
-        final = self.bundle_path(model_id)
-        if final.is_dir():
-            return
-        temp = final.with_name(final.name + TEMP_SUFFIX)
-        (temp / "model").mkdir(parents=True)
-        _link_or_copy(self.blob_path(layer_digest), temp / "model" / "model.gguf")
-        write_atomic(temp / "config.json", artifact.encode_json(config))
-        fsync_dir(temp / "model")
-        os.rename(temp, final)
-        fsync_dir(final.parent)
+    def _ensure_bundle(self, model_id: str, files: list[BundleFile], config: dict[str, Any]) -> None:
+        """Build the runtime bundle under its final name (under the lock)."""
+        build_bundle(self.bundle_path(model_id), files, self.blob_path, config)
 
 
 def _hex(digest: str) -> str:
     """The hex part of a ``sha256:`` digest; anything else could walk out of the store."""
-    match = _DIGEST.fullmatch(digest)
+    match = DIGEST.fullmatch(digest) if isinstance(digest, str) else None
     if match is None:
         raise InvalidReference(f"invalid digest {digest!r}")
     return match.group(1)
+
+
+def _parsed(manifest_bytes: bytes) -> ParsedManifest:
+    try:
+        return parse_manifest(manifest_bytes)
+    except ManifestError as exc:
+        raise InvalidRequest(f"invalid manifest: {exc}") from None
 
 
 def _names(model: Model, reference: Reference) -> bool:
@@ -248,33 +254,8 @@ def _names(model: Model, reference: Reference) -> bool:
     return model.id == reference.digest if reference.digest else reference.name in model.tags
 
 
-def _tag_reference(tag: str) -> Reference:
+def tag_reference(tag: str) -> Reference:
     reference = parse_reference(tag)
     if reference.digest:
         raise InvalidReference(f"invalid tag {tag!r}: a tag cannot name a digest", param="tag")
     return reference
-
-
-def _entry_with_layers(entries: list[IndexEntry], layer_digests: list[str]) -> IndexEntry | None:
-    """A listed model made of exactly these layers: re-packaging it would only add a tag."""
-    return next((e for e in entries if list(e.files[:-1]) == layer_digests), None)
-
-
-def _copy_hashing(reader: BinaryIO, writer: BinaryIO) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    buffer = memoryview(bytearray(COPY_CHUNK))
-    while count := reader.readinto(buffer):
-        digest.update(buffer[:count])
-        writer.write(buffer[:count])
-        size += count
-    return f"sha256:{digest.hexdigest()}", size
-
-
-def _link_or_copy(blob: Path, target: Path) -> None:
-    """Hard-link the blob into the bundle; copy where the filesystem cannot link."""
-    try:
-        os.link(blob, target)
-    except OSError:
-        shutil.copyfile(blob, target)
-        with target.open("rb") as handle:
-            os.fsync(handle.fileno())

@@ -8,6 +8,7 @@ path.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -62,8 +63,14 @@ def familiar_name(name: str) -> str:
     return name[len(prefix):] if name.startswith(prefix) else name
 
 
-def parse_reference(text: str, default_registry: str = DEFAULT_REGISTRY) -> Reference:
+def configured_default_registry() -> str:
+    """``docker.io``, or the registry the ``DEFAULT_REGISTRY`` environment variable names (as DMR)."""
+    return os.environ.get("DEFAULT_REGISTRY", "").strip().lower() or DEFAULT_REGISTRY
+
+
+def parse_reference(text: str, default_registry: str | None = None) -> Reference:
     """Normalise ``text`` the way DMR does and validate it; raise :class:`InvalidReference`."""
+    default_registry = default_registry or configured_default_registry()
     text = _checked_characters(text.strip() if isinstance(text, str) else "")
     if text.lower().startswith(_HF_ALIAS):
         text = _HF_REGISTRY + text[len(_HF_ALIAS):]

@@ -21,7 +21,20 @@ from pydantic import TypeAdapter
 
 from dmr_core.dialects.openai import schema, translate
 from dmr_core.errors import InvalidRequest, UnsupportedParameter
-from dmr_core.generation import EmbeddingResult, FinishReason, GenerationChunk, Message, Usage
+from dmr_core.generation import (
+    EmbeddingResult,
+    FinishReason,
+    GenerationChunk,
+    Message,
+    ResponseFormat,
+    TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    ToolSpec,
+    TopLogprob,
+    Usage,
+)
 
 MODEL = "ai/smollm2"
 USER = [{"role": "user", "content": "Hello"}]
@@ -118,24 +131,49 @@ def test_system_content_as_text_parts_is_concatenated(server, sdk):
     assert job.messages[0] == Message("system", "S")
 
 
-def test_image_part_is_rejected_naming_that_message_content(server, sdk):
-    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}}
-    error = rejected_chat(
-        server, sdk, messages=[{"role": "system", "content": "S"}, {"role": "user", "content": [image]}]
-    )
-    assert error.param == "messages[1].content"
-    assert "image_url" in error.message
+def test_data_url_image_parts_become_message_images(server, sdk):
+    url = "data:image/png;base64,iVBORw0KGgo="
+    image = {"type": "image_url", "image_url": {"url": url, "detail": "low"}}
+    job = chat_job(server, sdk, messages=[{"role": "user", "content": [{"type": "text", "text": "What is it?"}, image]}])
+    assert job.messages == (Message("user", "What is it?", images=(url,)),)
 
 
-def test_tool_result_message_is_rejected_naming_its_role(server, sdk):
-    messages = [*USER, {"role": "tool", "tool_call_id": "call_1", "content": "42"}]
+@pytest.mark.parametrize("url", ["https://example.com/cat.png", "http://10.0.0.1/x.png", "file:///etc/passwd"])
+def test_image_urls_other_than_data_are_refused_naming_that_content(server, sdk, url):
+    image = {"type": "image_url", "image_url": {"url": url}}
+    with pytest.raises(InvalidRequest) as info:
+        chat_job(server, sdk, messages=[{"role": "system", "content": "S"}, {"role": "user", "content": [image]}])
+    assert info.value.param == "messages[1].content"
+    assert "data:" in info.value.message
+
+
+def test_audio_parts_are_rejected_naming_that_content(server, sdk):
+    audio = {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}
+    error = rejected_chat(server, sdk, messages=[{"role": "user", "content": [audio]}])
+    assert error.param == "messages[0].content" and "input_audio" in error.message
+
+
+CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+
+
+def test_assistant_tool_calls_and_tool_results_are_carried_over(server, sdk):
+    messages = [*USER, {"role": "assistant", "content": None, "tool_calls": [CALL]},
+                {"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": "18C"}]}]  # fmt: skip
+    job = chat_job(server, sdk, messages=messages)
+    assert job.messages[1] == Message("assistant", "", tool_calls=(ToolCall("call_1", "get_weather", '{"city": "Paris"}'),))
+    # The tool result learns its function's name from the call it answers.
+    assert job.messages[2] == Message("tool", "18C", tool_call_id="call_1", name="get_weather")
+
+
+def test_tool_message_without_tool_call_id_is_invalid(server, sdk):
+    with pytest.raises(InvalidRequest) as info:
+        chat_job(server, sdk, messages=[*USER, {"role": "tool", "content": "42"}])
+    assert info.value.param == "messages[1].tool_call_id"
+
+
+def test_deprecated_function_role_is_rejected(server, sdk):
+    messages = [*USER, {"role": "function", "name": "f", "content": "42"}]
     assert rejected_chat(server, sdk, messages=messages).param == "messages[1].role"
-
-
-def test_assistant_tool_calls_are_rejected(server, sdk):
-    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
-    messages = [*USER, {"role": "assistant", "content": None, "tool_calls": [call]}]
-    assert rejected_chat(server, sdk, messages=messages).param == "messages[1].tool_calls"
 
 
 def test_assistant_message_without_content_becomes_empty_text(server, sdk):
@@ -224,28 +262,44 @@ def test_n_greater_than_one_is_rejected(server, sdk):
 
 
 def test_text_response_format_is_accepted(server, sdk):
-    assert chat_job(server, sdk, response_format={"type": "text"}).messages
+    job = chat_job(server, sdk, response_format={"type": "text"})
+    assert job.response_format == ResponseFormat("text")
+
+
+def test_json_object_response_format(server, sdk):
+    assert chat_job(server, sdk, response_format={"type": "json_object"}).response_format == ResponseFormat("json_object")
+
+
+def test_json_schema_response_format_keeps_the_schema(server, sdk):
+    spec = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    job = chat_job(server, sdk, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": spec, "strict": True}})
+    assert job.response_format == ResponseFormat("json_schema", spec)
 
 
 @pytest.mark.parametrize(
-    "response_format",
-    [
-        {"type": "json_object"},
-        {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
-    ],
-)
-def test_json_response_formats_are_rejected(server, sdk, response_format):
-    error = rejected_chat(server, sdk, response_format=response_format)
+    "spec",
+    [{"type": "integer", "minimum": 3}, {"type": "object", "properties": {"a": {"not": {"type": "string"}}}},
+     {"type": "string", "format": "email"}, {"$ref": "https://example.com/schema.json"}, {"type": "tuple"}],
+)  # fmt: skip
+def test_schemas_a_grammar_cannot_enforce_are_rejected_naming_response_format(server, sdk, spec):
+    error = rejected_chat(server, sdk, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": spec}})
     assert error.param == "response_format"
-    assert response_format["type"] in error.message
 
 
-def test_logprobs_are_rejected(server, sdk):
-    assert rejected_chat(server, sdk, logprobs=True, top_logprobs=2).param == "logprobs"
+def test_chat_logprobs_carry_the_number_of_alternatives(server, sdk):
+    assert chat_job(server, sdk, logprobs=True, top_logprobs=2).logprobs == 2
+    assert chat_job(server, sdk, logprobs=True).logprobs == 0
+    assert chat_job(server, sdk).logprobs is None
 
 
 def test_logprobs_false_is_accepted(server, sdk):
-    assert chat_job(server, sdk, logprobs=False).messages
+    assert chat_job(server, sdk, logprobs=False).logprobs is None
+
+
+def test_top_logprobs_without_logprobs_is_invalid(server, sdk):
+    with pytest.raises(InvalidRequest) as info:
+        chat_job(server, sdk, top_logprobs=3)
+    assert info.value.param == "top_logprobs"
 
 
 def test_logit_bias_is_rejected(server, sdk):
@@ -255,16 +309,36 @@ def test_logit_bias_is_rejected(server, sdk):
 TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}
 
 
-def test_tools_are_rejected(server, sdk):
-    assert rejected_chat(server, sdk, tools=[TOOL]).param == "tools"
+def test_tools_become_tool_specs_with_auto_choice_by_default(server, sdk):
+    job = chat_job(server, sdk, tools=[TOOL, {"type": "function", "function": {"name": "noop", "description": "d"}}])
+    assert job.tools == (ToolSpec("get_weather", "", {"type": "object", "properties": {}}), ToolSpec("noop", "d"))
+    assert job.tool_choice == ToolChoice("auto")
 
 
 def test_tools_with_tool_choice_none_are_accepted(server, sdk):
-    assert chat_job(server, sdk, tools=[TOOL], tool_choice="none").messages
+    assert chat_job(server, sdk, tools=[TOOL], tool_choice="none").tool_choice.mode == "none"
 
 
-def test_forced_tool_choice_is_rejected(server, sdk):
-    assert rejected_chat(server, sdk, tool_choice="required").param == "tool_choice"
+@pytest.mark.parametrize(
+    ("choice", "parallel", "expected"),
+    [("required", None, ToolChoice("required")), ("auto", False, ToolChoice("auto", parallel=False)),
+     ({"type": "function", "function": {"name": "get_weather"}}, None, ToolChoice("function", "get_weather"))],
+)  # fmt: skip
+def test_tool_choice_and_parallel_tool_calls(server, sdk, choice, parallel, expected):
+    extra = {} if parallel is None else {"parallel_tool_calls": parallel}
+    assert chat_job(server, sdk, tools=[TOOL], tool_choice=choice, **extra).tool_choice == expected
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "nope"}}])
+def test_forced_tool_choice_needs_a_matching_tool(server, sdk, choice):
+    with pytest.raises(InvalidRequest) as info:
+        chat_job(server, sdk, tools=[] if choice == "required" else [TOOL], tool_choice=choice)
+    assert info.value.param == "tool_choice"
+
+
+def test_custom_tools_are_rejected(server, sdk):
+    custom = {"type": "custom", "custom": {"name": "grep"}}
+    assert rejected_chat(server, sdk, tools=[custom]).param == "tools[0]"
 
 
 def test_audio_output_is_rejected(server, sdk):
@@ -330,7 +404,7 @@ def test_completion_echo_is_accepted(server, sdk):
     ("kwargs", "param"),
     [
         ({"suffix": "The end."}, "suffix"),
-        ({"logprobs": 2}, "logprobs"),
+        ({"logprobs": 2, "echo": True}, "logprobs"),
         ({"best_of": 2}, "best_of"),
         ({"n": 2}, "n"),
         ({"logit_bias": {"1": 5}}, "logit_bias"),
@@ -750,3 +824,107 @@ def test_sdk_decodes_our_default_base64_embeddings(server):
     response = sdk.embeddings.create(model=MODEL, input=["a", "b"])
     assert [d.embedding for d in response.data] == [float32(v) for v in RESULT.vectors]
     assert response.usage.prompt_tokens == 6
+
+
+# -- tool calls, log probabilities and the early usage chunk in responses ------------------------
+
+
+def call_chunks(finish: FinishReason = FinishReason.TOOL_CALLS) -> list[GenerationChunk]:
+    return [
+        GenerationChunk(usage=Usage(12, 0)),  # the engine's early prompt-size chunk
+        GenerationChunk(tool_calls=(ToolCallDelta(0, "call_a", "get_weather"),)),
+        GenerationChunk(tool_calls=(ToolCallDelta(0, arguments='{"city": '), ToolCallDelta(0, arguments='"Paris"}'))),
+        GenerationChunk(tool_calls=(ToolCallDelta(1, "call_b", "get_time", "{}"),)),
+        GenerationChunk("", finish, Usage(12, 20)),
+    ]
+
+
+def test_tool_call_reply_has_null_content_and_whole_calls():
+    body = translate.chat_response(meta(), call_chunks())
+    completion = strict(ChatCompletion, json.loads(json.dumps(body)))
+    message = completion.choices[0].message
+    assert message.content is None and completion.choices[0].finish_reason == "tool_calls"
+    assert [(c.id, c.type, c.function.name, c.function.arguments) for c in message.tool_calls] == [
+        ("call_a", "function", "get_weather", '{"city": "Paris"}'), ("call_b", "function", "get_time", "{}"),
+    ]  # fmt: skip
+    assert "tool_calls" not in translate.chat_response(meta(), chunks("hi"))["choices"][0]["message"]
+
+
+def test_streamed_tool_calls_are_fragments_keyed_by_index():
+    bodies = chat_stream(call_chunks(), include_usage=True)
+    for body in bodies:
+        strict(ChatCompletionChunk, body)
+    fragments = [f for b in bodies if b["choices"] for f in b["choices"][0]["delta"].get("tool_calls", [])]
+    assert fragments == [
+        {"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}},
+        {"index": 0, "function": {"arguments": '{"city": "Paris"}'}},
+        {"index": 1, "id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+    ]
+    assert bodies[-2]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}
+    assert bodies[-1]["usage"]["completion_tokens"] == 20
+
+
+def test_the_early_usage_chunk_adds_no_frame():
+    plain = chat_stream(chunks("a", "b"), include_usage=True)
+    early = chat_stream([GenerationChunk(usage=Usage(5, 0)), *chunks("a", "b")], include_usage=True)
+    assert early == plain
+    assert translate.chat_response(meta(), [GenerationChunk(usage=Usage(5, 0)), *chunks("a")]) == translate.chat_response(
+        meta(), chunks("a")
+    )
+
+
+def test_sdk_accumulates_our_streamed_tool_calls(server, sdk):
+    stream_with(server, lambda body: translate.chat_stream_events(meta(), call_chunks(), False))
+    with sdk.chat.completions.stream(model=MODEL, messages=USER) as stream:
+        for _ in stream:
+            pass
+        final = stream.get_final_completion()
+    calls = final.choices[0].message.tool_calls
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Paris"}), ("get_time", {}),
+    ]  # fmt: skip
+
+
+LP = TokenLogprob("Hi", -0.25, (72, 105), (TopLogprob("Hi", -0.25, (72, 105)), TopLogprob("Hey", -1.5, (72, 101, 121))))
+LP2 = TokenLogprob("!", -0.5, (33,), (TopLogprob("!", -0.5, (33,)), TopLogprob(".", -1.0, (46,))))
+
+
+def test_chat_logprobs_in_openai_shape():
+    meta_lp = translate.ResponseMeta(MODEL, "chatcmpl", id="chatcmpl-test", created=1, logprobs=True)
+    parts = [GenerationChunk("Hi", logprobs=(LP,)), GenerationChunk("!", FinishReason.STOP, Usage(1, 2), logprobs=(LP2,))]
+    body = translate.chat_response(meta_lp, parts)
+    completion = strict(ChatCompletion, json.loads(json.dumps(body)))
+    content = completion.choices[0].logprobs.content
+    assert [(c.token, c.logprob, c.bytes) for c in content] == [("Hi", -0.25, [72, 105]), ("!", -0.5, [33])]
+    assert [(t.token, t.logprob) for t in content[0].top_logprobs] == [("Hi", -0.25), ("Hey", -1.5)]
+    assert translate.chat_response(meta(), parts)["choices"][0]["logprobs"] is None  # not asked for
+
+
+def test_streamed_chat_logprobs_ride_with_their_text():
+    meta_lp = translate.ResponseMeta(MODEL, "chatcmpl", id="chatcmpl-test", created=1, logprobs=True)
+    parts = [GenerationChunk("Hi", logprobs=(LP,)), GenerationChunk("", FinishReason.STOP, Usage(1, 2), logprobs=(LP2,))]
+    bodies = parse_events(list(translate.chat_stream_events(meta_lp, parts, False)))
+    for body in bodies:
+        strict(ChatCompletionChunk, body)
+    carried = [(b["choices"][0]["delta"].get("content"), [c["token"] for c in b["choices"][0]["logprobs"]["content"]])
+               for b in bodies if b["choices"][0]["logprobs"]]  # fmt: skip
+    assert carried == [("Hi", ["Hi"]), ("", ["!"])]
+
+
+def test_completion_logprobs_in_legacy_shape_streamed_and_not():
+    meta_lp = translate.ResponseMeta(MODEL, "cmpl", id="cmpl-test", created=1, logprobs=True)
+    parts = [GenerationChunk("Hi", logprobs=(LP,)), GenerationChunk("!", FinishReason.STOP, Usage(1, 2), logprobs=(LP2,))]
+    whole = translate.completion_response(meta_lp, parts)["choices"][0]["logprobs"]
+    strict(Completion, translate.completion_response(meta_lp, parts))
+    assert whole == {"tokens": ["Hi", "!"], "token_logprobs": [-0.25, -0.5],
+                     "top_logprobs": [{"Hi": -0.25, "Hey": -1.5}, {"!": -0.5, ".": -1.0}], "text_offset": [0, 2]}  # fmt: skip
+    bodies = parse_events(list(translate.completion_stream_events(meta_lp, parts, False)))
+    streamed = [b["choices"][0]["logprobs"] for b in bodies if b["choices"][0]["logprobs"]]
+    assert [s["text_offset"] for s in streamed] == [[0], [2]]
+    assert [s["tokens"] for s in streamed] == [["Hi"], ["!"]]
+
+
+def test_completion_logprobs_request_is_carried_over(server, sdk):
+    assert completion_job(server, sdk, logprobs=3).logprobs == 3
+    assert completion_job(server, sdk, logprobs=0).logprobs == 0
+    assert completion_job(server, sdk).logprobs is None

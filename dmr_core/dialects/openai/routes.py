@@ -51,8 +51,9 @@ def retrieve_model(model: str, engine: str | None = None):
 @route("/chat/completions", methods=["POST"])
 def chat_completions(engine: str | None = None):
     req = parse(schema.ChatCompletionRequest)
-    chunks = runtime().generate(req.model, engine, translate.to_chat_request(req))
-    meta = translate.ResponseMeta(req.model, "chatcmpl")
+    job = translate.to_chat_request(req)
+    chunks = runtime().generate(req.model, engine, job)
+    meta = translate.ResponseMeta(req.model, "chatcmpl", logprobs=job.logprobs is not None)
     if not req.stream:
         return jsonify(translate.chat_response(meta, chunks))
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -65,7 +66,7 @@ def completions(engine: str | None = None):
     req = parse(schema.CompletionRequest)
     job = translate.to_completion_request(req)
     chunks = runtime().generate(req.model, engine, job)
-    meta = translate.ResponseMeta(req.model, "cmpl")
+    meta = translate.ResponseMeta(req.model, "cmpl", logprobs=job.logprobs is not None)
     echo = job.prompt if req.echo else ""
     if not req.stream:
         return jsonify(translate.completion_response(meta, chunks, echo))

@@ -15,16 +15,19 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from dmr_core import __version__
-from dmr_core.dialects.openai import schema
-from dmr_core.errors import InvalidRequest, UnsupportedParameter
+from dmr_core import __version__, toolcalls
+from dmr_core.dialects.openai import messages, schema
+from dmr_core.dialects.openai.logprobs import CompletionLogprobs, chat_logprobs
+from dmr_core.dialects.openai.messages import reject_if
+from dmr_core.errors import InvalidRequest
 from dmr_core.generation import (
     EmbeddingResult,
     FinishReason,
     GenerationChunk,
     GenerationRequest,
-    Message,
     SamplingParams,
+    TokenLogprob,
+    ToolCallDelta,
     Usage,
 )
 
@@ -37,14 +40,9 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # -- requests ------------------------------------------------------------------------------------
 
 
-def _reject_if(condition: bool, param: str, why: str) -> None:
-    if condition:
-        raise UnsupportedParameter(f"'{param}' {why} is not supported", param=param)
-
-
 def _check_common(req: schema.SamplingFields) -> None:
-    _reject_if((req.n or 1) > 1, "n", "greater than 1")
-    _reject_if(bool(req.logit_bias), "logit_bias", "(token biases)")
+    reject_if((req.n or 1) > 1, "n", "greater than 1")
+    reject_if(bool(req.logit_bias), "logit_bias", "(token biases)")
     if req.stream_options is not None and not req.stream:
         raise InvalidRequest("'stream_options' is only allowed when 'stream' is true", param="stream_options")
 
@@ -70,57 +68,38 @@ def sampling_params(req: schema.SamplingFields, max_tokens: int | None) -> Sampl
     )
 
 
-def _content_text(message: schema.ChatMessage, index: int) -> str:
-    content = message.content
-    if content is None or isinstance(content, str):
-        return content or ""
-    texts = []
-    for part in content:
-        kind = part.get("type")
-        if kind not in ("text", "input_text"):
-            raise UnsupportedParameter(
-                f"content part type '{kind}' is not supported by this model", param=f"messages[{index}].content"
-            )
-        texts.append(str(part.get("text", "")))
-    return "".join(texts)
-
-
-def _message(message: schema.ChatMessage, index: int) -> Message:
-    _reject_if(message.role in ("tool", "function"), f"messages[{index}].role", f"'{message.role}'")
-    _reject_if(bool(message.tool_calls), f"messages[{index}].tool_calls", "(tool calling)")
-    role = "system" if message.role == "developer" else message.role
-    return Message(role, _content_text(message, index))
-
-
 def _check_chat_only(req: schema.ChatCompletionRequest) -> None:
-    _reject_if(bool(req.logprobs) or bool(req.top_logprobs), "logprobs", "(token log probabilities)")
-    _reject_if(bool(req.tools) and req.tool_choice != "none", "tools", "(tool calling)")
-    _reject_if(isinstance(req.tool_choice, dict) or req.tool_choice == "required", "tool_choice", "(tool calling)")
-    kind = (req.response_format or {}).get("type", "text")
-    _reject_if(kind != "text", "response_format", f"of type '{kind}'")
-    _reject_if(bool(req.modalities) and req.modalities != ["text"], "modalities", "other than text")
-    _reject_if(req.audio is not None, "audio", "(audio output)")
+    reject_if(bool(req.modalities) and req.modalities != ["text"], "modalities", "other than text")
+    reject_if(req.audio is not None, "audio", "(audio output)")
+    if req.top_logprobs and not req.logprobs:
+        raise InvalidRequest("'top_logprobs' needs 'logprobs' set to true", param="top_logprobs")
 
 
 def to_chat_request(req: schema.ChatCompletionRequest) -> GenerationRequest:
     _check_common(req)
     _check_chat_only(req)
-    messages = tuple(_message(m, i) for i, m in enumerate(req.messages))
+    tools, choice = messages.tools(req), messages.tool_choice(req)
+    toolcalls.check_choice(tools, choice)
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
-    return GenerationRequest(model_path="", messages=messages, sampling=sampling_params(req, max_tokens))
+    return GenerationRequest(
+        model_path="", messages=messages.chat_messages(req.messages), sampling=sampling_params(req, max_tokens),
+        tools=tools, tool_choice=choice, response_format=messages.response_format(req.response_format),
+        logprobs=(req.top_logprobs or 0) if req.logprobs else None,
+    )  # fmt: skip
 
 
 def to_completion_request(req: schema.CompletionRequest) -> GenerationRequest:
     _check_common(req)
-    _reject_if(req.suffix is not None, "suffix", "(fill-in-the-middle)")
-    _reject_if(bool(req.logprobs), "logprobs", "(token log probabilities)")
-    _reject_if((req.best_of or 1) > 1, "best_of", "greater than 1")
+    reject_if(req.suffix is not None, "suffix", "(fill-in-the-middle)")
+    reject_if(req.logprobs is not None and bool(req.echo), "logprobs", "with 'echo' (prompt token log probabilities)")
+    reject_if((req.best_of or 1) > 1, "best_of", "greater than 1")
     prompt = req.prompt
     if isinstance(prompt, list):
-        _reject_if(len(prompt) != 1 or not isinstance(prompt[0], str), "prompt", "as token ids or several prompts")
+        reject_if(len(prompt) != 1 or not isinstance(prompt[0], str), "prompt", "as token ids or several prompts")
         prompt = prompt[0]
     max_tokens = req.max_tokens if req.max_tokens is not None else COMPLETIONS_DEFAULT_MAX_TOKENS
-    return GenerationRequest(model_path="", prompt=prompt, sampling=sampling_params(req, max_tokens))
+    sampling = sampling_params(req, max_tokens)
+    return GenerationRequest(model_path="", prompt=prompt, sampling=sampling, logprobs=req.logprobs)
 
 
 def embedding_inputs(req: schema.EmbeddingRequest) -> tuple[str, ...]:
@@ -128,7 +107,7 @@ def embedding_inputs(req: schema.EmbeddingRequest) -> tuple[str, ...]:
     if not inputs:
         raise InvalidRequest("'input' must not be empty", param="input")
     for item in inputs:
-        _reject_if(not isinstance(item, str), "input", "as token ids")
+        reject_if(not isinstance(item, str), "input", "as token ids")
         if item == "":
             raise InvalidRequest("'input' must not contain empty strings", param="input")
     return tuple(inputs)
@@ -139,12 +118,14 @@ def embedding_inputs(req: schema.EmbeddingRequest) -> tuple[str, ...]:
 
 @dataclass
 class ResponseMeta:
-    """What every response of one request repeats: id, creation time and the model's name."""
+    """What every response of one request repeats: id, creation time and the model's name; and
+    whether the client asked for token log probabilities."""
 
     model: str
     prefix: str = "chatcmpl"
     id: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
+    logprobs: bool = False
 
     def __post_init__(self) -> None:
         self.id = self.id or f"{self.prefix}-{secrets.token_hex(16)}"
@@ -159,33 +140,58 @@ def _usage(usage: Usage | None) -> schema.Usage:
 
 def _finish(reason: FinishReason | None) -> str:
     # A cancelled job has no client left to read it; anything else that ended early hit a limit.
+    if reason is FinishReason.TOOL_CALLS:
+        return "tool_calls"
     return "stop" if reason is FinishReason.STOP else "length"
 
 
-def collect(chunks: Iterable[GenerationChunk]) -> tuple[str, GenerationChunk]:
-    """All the text of a job, and its last chunk (finish reason and usage)."""
-    texts, last = [], GenerationChunk()
+@dataclass
+class Reply:
+    """A whole job: its text, its tool calls (pieces joined), log probabilities and last chunk."""
+
+    text: str = ""
+    calls: dict[int, schema.ToolCall] = field(default_factory=dict)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    last: GenerationChunk = field(default_factory=GenerationChunk)
+
+    def add(self, chunk: GenerationChunk) -> None:
+        self.text += chunk.text
+        self.logprobs.extend(chunk.logprobs)
+        for piece in chunk.tool_calls:
+            if piece.index not in self.calls:
+                self.calls[piece.index] = schema.ToolCall(id=piece.id or "", function=schema.Function(name=piece.name or ""))
+            self.calls[piece.index].function.arguments += piece.arguments
+        self.last = chunk
+
+
+def collect(chunks: Iterable[GenerationChunk]) -> Reply:
+    reply = Reply()
     for chunk in chunks:
-        texts.append(chunk.text)
-        last = chunk
-    return "".join(texts), last
+        reply.add(chunk)
+    return reply
 
 
 def chat_response(meta: ResponseMeta, chunks: Iterable[GenerationChunk]) -> dict:
-    text, last = collect(chunks)
+    reply = collect(chunks)
+    calls = [reply.calls[i] for i in sorted(reply.calls)]
+    # With tool calls and no text, content is null (not ""), as OpenAI sends it.
+    message = schema.AssistantMessage(content=reply.text or (None if calls else ""), tool_calls=calls or None)
+    choice = schema.ChatChoice(message=message, finish_reason=_finish(reply.last.finish_reason),
+                               logprobs=chat_logprobs(reply.logprobs) if meta.logprobs else None)  # fmt: skip
     return schema.ChatCompletion(
         id=meta.id, created=meta.created, model=meta.model, system_fingerprint=SYSTEM_FINGERPRINT,
-        choices=[schema.ChatChoice(message=schema.AssistantMessage(content=text), finish_reason=_finish(last.finish_reason))],
-        usage=_usage(last.usage),
+        choices=[choice], usage=_usage(reply.last.usage),
     ).model_dump()  # fmt: skip
 
 
 def completion_response(meta: ResponseMeta, chunks: Iterable[GenerationChunk], echo: str = "") -> dict:
-    text, last = collect(chunks)
+    reply = collect(chunks)
+    logprobs = CompletionLogprobs(len(echo)).block(reply.logprobs) if meta.logprobs else None
+    finish = _finish(reply.last.finish_reason)
+    choice = schema.CompletionChoice(text=echo + reply.text, logprobs=logprobs, finish_reason=finish)
     return schema.Completion(
         id=meta.id, created=meta.created, model=meta.model, system_fingerprint=SYSTEM_FINGERPRINT,
-        choices=[schema.CompletionChoice(text=echo + text, finish_reason=_finish(last.finish_reason))],
-        usage=_usage(last.usage),
+        choices=[choice], usage=_usage(reply.last.usage),
     ).model_dump()  # fmt: skip
 
 
@@ -227,14 +233,36 @@ class StreamEncoder:
 DONE = "data: [DONE]\n\n"
 
 
+def _delta_choice(delta: dict, logprobs: dict | None = None, finish: str | None = None) -> dict:
+    return {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+
+
+def _call_pieces(pieces: Iterable[ToolCallDelta]) -> list[dict]:
+    """Wire fragments, keyed by ``index``; id, type and name only on a call's first fragment."""
+    merged: list[dict] = []
+    for piece in pieces:
+        if merged and merged[-1]["index"] == piece.index:
+            merged[-1]["function"]["arguments"] += piece.arguments  # one fragment per call per chunk
+        elif piece.id is not None:
+            merged.append({"index": piece.index, "id": piece.id, "type": "function",
+                           "function": {"name": piece.name, "arguments": piece.arguments}})  # fmt: skip
+        else:
+            merged.append({"index": piece.index, "function": {"arguments": piece.arguments}})
+    return merged
+
+
 def chat_stream_events(meta: ResponseMeta, chunks: Iterable[GenerationChunk], include_usage: bool) -> Iterator[str]:
     enc = StreamEncoder(meta, "chat.completion.chunk", "delta", include_usage)
-    yield enc.frame([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}])
+    yield enc.frame([_delta_choice({"role": "assistant", "content": ""})])
     for chunk in chunks:
-        if chunk.text:
+        if chunk.logprobs and meta.logprobs:
+            yield enc.frame([_delta_choice({"content": chunk.text}, chat_logprobs(chunk.logprobs))])
+        elif chunk.text:
             yield enc.text(chunk.text)
+        if chunk.tool_calls:
+            yield enc.frame([_delta_choice({"tool_calls": _call_pieces(chunk.tool_calls)})])
         if chunk.finish_reason is not None:
-            yield enc.frame([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": _finish(chunk.finish_reason)}])
+            yield enc.frame([_delta_choice({}, finish=_finish(chunk.finish_reason))])
             if include_usage:
                 yield enc.frame([], chunk.usage)
     yield DONE
@@ -244,10 +272,14 @@ def completion_stream_events(
     meta: ResponseMeta, chunks: Iterable[GenerationChunk], include_usage: bool, echo: str = ""
 ) -> Iterator[str]:
     enc = StreamEncoder(meta, "text_completion", "text", include_usage)
+    offsets = CompletionLogprobs(len(echo))
     if echo:
         yield enc.text(echo)
     for chunk in chunks:
-        if chunk.text:
+        if chunk.logprobs and meta.logprobs:
+            logprobs = offsets.block(chunk.logprobs)
+            yield enc.frame([{"index": 0, "text": chunk.text, "logprobs": logprobs, "finish_reason": None}])
+        elif chunk.text:
             yield enc.text(chunk.text)
         if chunk.finish_reason is not None:
             yield enc.frame([{"index": 0, "text": "", "logprobs": None, "finish_reason": _finish(chunk.finish_reason)}])

@@ -7,12 +7,14 @@ output, cancellation within one token, and no quadratic re-detokenisation per to
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Iterator
 
+from dmr_core import toolcalls
 from dmr_core.engines.base import CancelCheck, Engine
-from dmr_core.errors import ContextLengthExceeded, InvalidRequest, ModelLoadFailed
+from dmr_core.errors import ContextLengthExceeded, InvalidRequest, ModelLoadFailed, UnsupportedParameter
 from dmr_core.generation import (
     EmbeddingRequest,
     EmbeddingResult,
@@ -24,7 +26,10 @@ from dmr_core.generation import (
     Usage,
 )
 from dmr_core.pool.devices import physical_cores
-from dmr_llamacpp.textstream import TokenTextDecoder
+from dmr_core.toolcalls import ToolCallParser
+from dmr_llamacpp import grammar, vision
+from dmr_llamacpp.chat import ChatTemplate
+from dmr_llamacpp.output import ChunkAssembler
 
 # llama.cpp server defaults, used when a request leaves a parameter unset.
 DEFAULTS = {"temperature": 0.8, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}
@@ -38,6 +43,8 @@ class LlamaCppEngine(Engine):
 
     def load(self) -> None:
         import llama_cpp  # heavy: only in the inference worker, only when a model loads
+
+        from dmr_llamacpp.sampler import LogprobReader, SamplerChain  # numpy
 
         threads = self.config.threads or physical_cores()
         embedding = self.mode is Mode.EMBEDDING
@@ -55,71 +62,85 @@ class LlamaCppEngine(Engine):
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadFailed(f"llama.cpp could not load {self.model_path}: {exc}") from exc
         self._is_eog = lambda token: llama_cpp.llama_vocab_is_eog(self._llama._model.vocab, token)
-        self._formatter = self._chat_formatter(llama_cpp) if not embedding else None
-
-    def _chat_formatter(self, llama_cpp):
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        template = self._llama.metadata.get("tokenizer.chat_template")
-        if not template:
-            return None
-        model = self._llama._model
-        eos, bos = self._llama.token_eos(), self._llama.token_bos()
-        return Jinja2ChatFormatter(
-            template=template,
-            eos_token=model.token_get_text(eos) if eos != -1 else "",
-            bos_token=model.token_get_text(bos) if bos != -1 else "",
-        )
+        self._template = None if embedding else ChatTemplate.from_model(self._llama, self.model_path)
+        projector = None if embedding else vision.projector_path(self.model_path)
+        self._projector = vision.Projector(self._llama, projector, threads) if projector else None
+        # Llama.generate() builds its sampler through this hook; ours can also run lazy grammars.
+        self._llama._init_sampler = SamplerChain(self._llama)
+        self._logprobs = LogprobReader(self._llama)
 
     # -- prompts -------------------------------------------------------------------------------
 
-    def prompt_tokens(self, request: GenerationRequest) -> list[int]:
+    def prompt_tokens(self, request: GenerationRequest) -> list[int] | vision.MediaPrompt:
+        """Token ids of the prompt, or (with images) mtmd's chunks; ``len()`` is the size either way."""
         if not request.is_chat:
             return self._llama.tokenize(request.prompt.encode(), add_bos=True, special=True)
-        if self._formatter is None:
+        if self._template is None:
             raise InvalidRequest("this model has no chat template; use the completions endpoint", param="messages")
-        rendered = self._formatter(messages=[{"role": m.role, "content": m.content} for m in request.messages])
-        return self._llama.tokenize(rendered.prompt.encode(), add_bos=not rendered.added_special, special=True)
+        toolcalls.check_choice(request.tools, request.tool_choice)
+        images = [url for message in request.messages for url in message.images]
+        if images:
+            return self._media_prompt(request, images)
+        prompt, has_bos = self._template.render(request)
+        return self._llama.tokenize(prompt.encode(), add_bos=not has_bos, special=True)
 
-    def _budget(self, prompt: list[int], sampling: SamplingParams) -> int:
+    def _media_prompt(self, request: GenerationRequest, images: list[str]) -> vision.MediaPrompt:
+        if self._projector is None:
+            index = next(i for i, m in enumerate(request.messages) if m.images)
+            raise UnsupportedParameter("this model does not support images", param=f"messages[{index}].content")
+        marked = dataclasses.replace(request, messages=self._projector.with_markers(request.messages))
+        prompt, has_bos = self._template.render(marked)
+        return self._projector.tokenize(prompt, images, add_bos=not has_bos)
+
+    def count_tokens(self, request: GenerationRequest) -> int:
+        prompt = self.prompt_tokens(request)
+        _close(prompt)
+        return len(prompt)
+
+    def _budget(self, size: int, sampling: SamplingParams) -> int:
         n_ctx = self._llama.n_ctx()
-        if len(prompt) >= n_ctx:
+        if size >= n_ctx:
             raise ContextLengthExceeded(
-                f"request ({len(prompt)} tokens) exceeds the available context size ({n_ctx} tokens)",
-                param="messages",
+                f"request ({size} tokens) exceeds the available context size ({n_ctx} tokens)", param="messages"
             )
-        room = n_ctx - len(prompt)
+        room = n_ctx - size
         return room if sampling.max_tokens is None else min(sampling.max_tokens, room)
 
     # -- generation ----------------------------------------------------------------------------
 
     def generate(self, request: GenerationRequest, cancelled: CancelCheck) -> Iterator[GenerationChunk]:
         prompt = self.prompt_tokens(request)
-        sampling = request.sampling
-        budget = self._budget(prompt, sampling)
-        self._llama.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(32))
-        decoder = TokenTextDecoder(sampling.stop)
+        try:
+            budget = self._budget(len(prompt), request.sampling)
+            plan = grammar.plan_for(request)
+            # The prompt's size, before it is evaluated: Anthropic's message_start needs it first.
+            yield GenerationChunk(usage=Usage(len(prompt), 0))
+            tokens = prompt if isinstance(prompt, list) else self._projector.evaluate(prompt)
+            yield from self._decode(request, tokens, budget, plan, cancelled)
+        finally:
+            _close(prompt)
+
+    def _decode(self, request: GenerationRequest, prompt: list[int], budget: int, plan, cancelled: CancelCheck):
+        seed = request.sampling.seed
+        self._llama.set_seed(seed if seed is not None else random.getrandbits(32))
+        tools = ToolCallParser(request.tool_choice.parallel) if toolcalls.enabled(request) else None
+        output = ChunkAssembler(request.sampling.stop, tools)
         produced, finish = 0, FinishReason.LENGTH
-        if budget > 0:
-            for token in self._llama.generate(prompt, **self._sampler_args(sampling)):
-                if self._is_eog(token):
-                    finish = FinishReason.STOP
-                    break
-                produced += 1
-                text = decoder.feed(self._llama._model.detokenize([token]))
-                if decoder.stops.matched is not None:
-                    finish = FinishReason.STOP
-                    yield GenerationChunk(text)
-                    break
-                if text:
-                    yield GenerationChunk(text)
-                if produced >= budget:
-                    break
-                if cancelled():
-                    finish = FinishReason.CANCELLED
-                    break
-        tail = "" if decoder.stops.matched is not None else decoder.finish()
-        yield GenerationChunk(tail, finish, Usage(len(prompt), produced))
+        sampler = self._sampler_args(request.sampling)
+        for token in self._llama.generate(prompt, grammar=plan, **sampler) if budget > 0 else ():
+            if self._is_eog(token):
+                finish = FinishReason.STOP
+                break
+            produced += 1
+            logprob = None if request.logprobs is None else self._logprobs.read(token, request.logprobs)
+            chunk = output.add(self._llama._model.detokenize([token]), logprob)
+            if chunk is not None:
+                yield chunk
+            reason = _stop_reason(output.stopped, produced >= budget, cancelled)
+            if reason is not None:
+                finish = reason
+                break
+        yield output.finish(finish, Usage(len(prompt), produced))
 
     @staticmethod
     def _sampler_args(sampling: SamplingParams) -> dict:
@@ -153,6 +174,9 @@ class LlamaCppEngine(Engine):
         return EmbeddingResult(tuple(vectors), tokens)
 
     def close(self) -> None:
+        projector = getattr(self, "_projector", None)
+        if projector is not None:
+            projector.close()  # before the model it was built on
         llama = getattr(self, "_llama", None)
         if llama is not None:
             llama.close()
@@ -162,3 +186,17 @@ class LlamaCppEngine(Engine):
 def _normalised(vector: list[float]) -> tuple[float, ...]:
     norm = math.sqrt(sum(v * v for v in vector)) or 1.0
     return tuple(v / norm for v in vector)
+
+
+
+def _stop_reason(stopped: bool, at_budget: bool, cancelled: CancelCheck) -> FinishReason | None:
+    if stopped:
+        return FinishReason.STOP
+    if at_budget:
+        return FinishReason.LENGTH
+    return FinishReason.CANCELLED if cancelled() else None
+
+
+def _close(prompt) -> None:
+    if isinstance(prompt, vision.MediaPrompt):
+        prompt.close()

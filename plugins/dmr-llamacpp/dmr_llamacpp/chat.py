@@ -1,0 +1,68 @@
+"""Chat prompts from the model's own template (GGUF ``tokenizer.chat_template``), with tools.
+
+The template is rendered with jinja2 as llama.cpp and Hugging Face do (llama-cpp-python's
+``Jinja2ChatFormatter``). Whether it has tool syntax is found by rendering a probe tool and looking
+for its name in the output (what llama.cpp's template-capability check does), never by model
+name. A tool-aware template gets ``tools`` and OpenAI-shaped tool turns; any other template gets
+:mod:`dmr_core.toolcalls`' generic format.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dmr_core import toolcalls
+from dmr_core.errors import InvalidRequest
+from dmr_core.generation import GenerationRequest, ToolSpec
+
+#: A chat template shipped beside the weights in a model bundle, which wins over the GGUF's own.
+TEMPLATE_FILE = "template.jinja"
+_PROBE = ToolSpec("dmr_probe_tool_8c1f", "probe", {"type": "object", "properties": {"q": {"type": "string"}}})
+
+
+class ChatTemplate:
+    """:param formatter: a ``Jinja2ChatFormatter`` for the model's template."""
+
+    def __init__(self, formatter: Any) -> None:
+        self._formatter = formatter
+        self.native_tools = self._renders_tools()
+
+    @classmethod
+    def from_model(cls, llama: Any, model_path: str) -> ChatTemplate | None:
+        """The bundle's ``template.jinja`` if it has one (it overrides), else the GGUF's template,
+        else None."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        override = Path(model_path).with_name(TEMPLATE_FILE)
+        template = override.read_text() if override.is_file() else llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None
+        eos, bos = llama.token_eos(), llama.token_bos()
+        text = llama._model.token_get_text
+        return cls(Jinja2ChatFormatter(template=template, eos_token=text(eos) if eos != -1 else "",
+                                       bos_token=text(bos) if bos != -1 else ""))  # fmt: skip
+
+    def _renders_tools(self) -> bool:
+        try:
+            probe = toolcalls.openai_tools([_PROBE])
+            rendered = self._formatter(messages=[{"role": "user", "content": "hi"}], tools=probe)
+        except Exception:  # a template that chokes on tools has no tool syntax we can use
+            return False
+        return _PROBE.name in rendered.prompt
+
+    def render(self, request: GenerationRequest) -> tuple[str, bool]:
+        """The prompt text, and whether the template already added the BOS token."""
+        messages = toolcalls.template_messages(request.messages, native=self.native_tools)
+        tools = None
+        if toolcalls.enabled(request) and self.native_tools:
+            tools = toolcalls.openai_tools(request.tools)
+        elif toolcalls.enabled(request):
+            section = toolcalls.system_section(request.tools, request.tool_choice)
+            messages = toolcalls.with_system_section(messages, section)
+        try:
+            rendered = self._formatter(messages=messages, tools=tools)
+        except Exception as exc:  # templates raise_exception() on turn orders they do not accept
+            why = f"the model's chat template cannot render these messages: {exc}"
+            raise InvalidRequest(why, param="messages") from exc
+        return rendered.prompt, rendered.added_special

@@ -1,0 +1,58 @@
+"""From the token loop's byte pieces to :class:`GenerationChunk` values.
+
+Each piece goes through UTF-8 decoding and stop strings (:mod:`dmr_llamacpp.textstream`), then,
+when tools are in play, the tool-call parser (:mod:`dmr_core.toolcalls`). Token log
+probabilities wait until some output can carry them, so they always ride with (or before the end
+of) the text they explain.
+"""
+
+from __future__ import annotations
+
+from dmr_core.generation import FinishReason, GenerationChunk, TokenLogprob, Usage
+from dmr_core.toolcalls import Parsed, ToolCallParser
+from dmr_llamacpp.textstream import TokenTextDecoder
+
+
+class ChunkAssembler:
+    """:param stops: stop strings. :param tools: a parser when the reply may hold tool calls."""
+
+    def __init__(self, stops: tuple[str, ...], tools: ToolCallParser | None = None) -> None:
+        self._decoder = TokenTextDecoder(stops)
+        self._tools = tools
+        self._logprobs: list[TokenLogprob] = []
+
+    @property
+    def stopped(self) -> bool:
+        """A stop string matched, or the tool parser saw the end of the turn."""
+        return self._decoder.stops.matched is not None or (self._tools is not None and self._tools.done)
+
+    def add(self, piece: bytes, logprob: TokenLogprob | None = None) -> GenerationChunk | None:
+        if logprob is not None:
+            self._logprobs.append(logprob)
+        parsed = self._parse(self._decoder.feed(piece))
+        if not parsed.text and not parsed.calls:
+            return None
+        return self._chunk(parsed)
+
+    def finish(self, reason: FinishReason, usage: Usage) -> GenerationChunk:
+        tail = "" if self._decoder.stops.matched is not None else self._decoder.finish()
+        parsed = self._parse(tail)
+        if self._tools is not None:
+            cut_off = reason is FinishReason.LENGTH and self._tools.in_call
+            rest = self._tools.finish()
+            parsed = Parsed(parsed.text + rest.text, parsed.calls + rest.calls)
+            reason = self._tool_reason(reason, cut_off)
+        return self._chunk(parsed, reason, usage)
+
+    def _tool_reason(self, reason: FinishReason, cut_off: bool) -> FinishReason:
+        """A turn that made calls ends with ``tool_calls``, unless the limit cut a call short."""
+        if self._tools.calls and reason in (FinishReason.STOP, FinishReason.LENGTH) and not cut_off:
+            return FinishReason.TOOL_CALLS
+        return reason
+
+    def _parse(self, text: str) -> Parsed:
+        return Parsed(text) if self._tools is None else self._tools.feed(text)
+
+    def _chunk(self, parsed: Parsed, reason: FinishReason | None = None, usage: Usage | None = None) -> GenerationChunk:
+        logprobs, self._logprobs = tuple(self._logprobs), []
+        return GenerationChunk(parsed.text, reason, usage, tuple(parsed.calls), logprobs)

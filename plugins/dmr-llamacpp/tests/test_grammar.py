@@ -1,0 +1,125 @@
+"""Grammar-constrained generation on the 135M model: forced and lazy tool calls, JSON answers."""
+
+import json
+
+import jsonschema
+import pytest
+
+from dmr_core.engines.base import RunnerConfig
+from dmr_core.errors import InvalidRequest
+from dmr_core.generation import (
+    FinishReason,
+    GenerationRequest,
+    Message,
+    Mode,
+    ResponseFormat,
+    SamplingParams,
+    ToolCall,
+    ToolChoice,
+    ToolSpec,
+)
+from dmr_llamacpp import grammar
+from dmr_llamacpp.engine import LlamaCppEngine
+
+CITY = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 24}}, "required": ["city"],
+        "additionalProperties": False}  # fmt: skip
+WEATHER = ToolSpec("get_weather", "Current weather in a city", CITY)
+TIME = ToolSpec("get_time", "Current time in a timezone",
+                {"type": "object", "properties": {"zone": {"enum": ["UTC", "CET"]}}, "required": ["zone"]})  # fmt: skip
+ASK = (Message("user", "What's the weather like in Paris today?"),)
+GREEDY = SamplingParams(max_tokens=60, temperature=0)
+
+
+@pytest.fixture(scope="module")
+def engine(smollm2_gguf):
+    loaded = LlamaCppEngine(str(smollm2_gguf), Mode.COMPLETION, RunnerConfig(context_size=1024, threads=2))
+    loaded.load()
+    yield loaded
+    loaded.close()
+
+
+def run(engine, **kwargs):
+    kwargs.setdefault("sampling", GREEDY)
+    chunks = list(engine.generate(GenerationRequest(engine.model_path, **kwargs), lambda: False))
+    calls: dict[int, list[str]] = {}
+    for chunk in chunks:
+        for piece in chunk.tool_calls:
+            calls.setdefault(piece.index, [piece.name, ""])[1] += piece.arguments
+    return "".join(c.text for c in chunks), [tuple(c) for c in calls.values()], chunks[-1].finish_reason
+
+
+def test_required_tool_choice_forces_one_valid_call(engine):
+    text, calls, finish = run(engine, messages=ASK, tools=(WEATHER, TIME), tool_choice=ToolChoice("required", parallel=False))
+    assert text == "" and finish is FinishReason.TOOL_CALLS
+    assert len(calls) == 1
+    name, arguments = calls[0]
+    jsonschema.validate(json.loads(arguments), {WEATHER.name: CITY, TIME.name: TIME.parameters}[name])
+
+
+def test_named_tool_choice_forces_that_tool(engine):
+    text, calls, finish = run(engine, messages=ASK, tools=(WEATHER, TIME),
+                              tool_choice=ToolChoice("function", "get_time", parallel=False))  # fmt: skip
+    assert [name for name, _ in calls] == ["get_time"] and finish is FinishReason.TOOL_CALLS
+    jsonschema.validate(json.loads(calls[0][1]), TIME.parameters)
+
+
+def test_auto_lets_the_model_answer_in_text(engine):
+    text, calls, finish = run(engine, messages=ASK, tools=(WEATHER,))
+    assert text.strip() and calls == [] and finish is FinishReason.STOP
+
+
+def test_auto_call_written_by_the_model_is_completed_by_the_lazy_grammar(engine):
+    # Two earlier turns show the model the format; it then opens <tool_call> itself, and from
+    # there the grammar keeps the call valid (the 135M model would not manage it alone).
+    shots = []
+    for i, city in enumerate(["Rome", "Oslo"]):
+        call = ToolCall(f"call_{i}", "get_weather", json.dumps({"city": city}))
+        shots += [Message("user", f"What's the weather in {city}?"), Message("assistant", "", tool_calls=(call,))]
+    text, calls, finish = run(engine, messages=(*shots, Message("user", "What's the weather in Paris?")),
+                              tools=(WEATHER,), tool_choice=ToolChoice("auto", parallel=False))  # fmt: skip
+    assert text == "" and finish is FinishReason.TOOL_CALLS
+    assert calls[0][0] == "get_weather"
+    jsonschema.validate(json.loads(calls[0][1]), CITY)
+
+
+def test_tool_choice_none_leaves_tools_out(engine):
+    request = GenerationRequest(engine.model_path, messages=ASK, tools=(WEATHER,), tool_choice=ToolChoice("none"))
+    assert engine.count_tokens(request) == engine.count_tokens(GenerationRequest(engine.model_path, messages=ASK))
+    assert grammar.plan_for(request) is None
+
+
+def test_json_object_answer_parses(engine):
+    ask = (Message("user", "Give me a JSON object describing a cat with name and age."),)
+    text, _, finish = run(engine, messages=ask, response_format=ResponseFormat("json_object"),
+                          sampling=SamplingParams(max_tokens=120, temperature=0))  # fmt: skip
+    assert finish is FinishReason.STOP
+    assert isinstance(json.loads(text), dict)
+
+
+def test_json_schema_answer_validates(engine):
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
+              "age": {"type": "integer"}, "colour": {"enum": ["black", "white", "ginger"]}},
+              "required": ["name", "age", "colour"], "additionalProperties": False}  # fmt: skip
+    text, _, finish = run(engine, messages=(Message("user", "Describe a cat."),), response_format=ResponseFormat("json_schema", schema),
+                          sampling=SamplingParams(max_tokens=80, temperature=0))  # fmt: skip
+    assert finish is FinishReason.STOP
+    jsonschema.validate(json.loads(text), schema)
+
+
+def test_json_strings_never_hold_raw_control_characters():
+    gbnf = grammar.plan_for(GenerationRequest("m", messages=ASK, response_format=ResponseFormat("json_object"))).gbnf
+    assert "char ::= " + grammar.JSON_CHAR in gbnf
+
+
+def test_auto_tools_get_a_lazy_grammar_forced_ones_an_eager_one():
+    auto = grammar.plan_for(GenerationRequest("m", messages=ASK, tools=(WEATHER,)))
+    forced = grammar.plan_for(GenerationRequest("m", messages=ASK, tools=(WEATHER,), tool_choice=ToolChoice("required")))
+    assert auto.triggers == (grammar.CALL_TRIGGER,) and forced.triggers == ()
+    assert "root ::= tool-calls" in forced.gbnf and "tool-call (" in forced.gbnf  # parallel calls allowed
+
+
+def test_a_tool_schema_the_converter_cannot_express_is_a_400_naming_tools(engine):
+    odd = ToolSpec("odd", "", {"type": "object", "properties": {"x": {"type": "tuple"}}})
+    with pytest.raises(InvalidRequest) as caught:
+        run(engine, messages=ASK, tools=(odd,), tool_choice=ToolChoice("required"))
+    assert caught.value.param == "tools"

@@ -1,0 +1,50 @@
+"""From token pieces to chunks: stop strings, tool calls and where log probabilities ride (no model)."""
+
+import json
+
+from dmr_core.generation import FinishReason, TokenLogprob, Usage
+from dmr_core.toolcalls import ToolCallParser
+from dmr_llamacpp.output import ChunkAssembler
+
+CALL = '<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call>'
+
+
+def feed(assembler, pieces, logprobs=False):
+    chunks = [assembler.add(p.encode(), TokenLogprob(p, -1.0) if logprobs else None) for p in pieces]
+    return [c for c in chunks if c is not None]
+
+
+def test_logprobs_of_held_back_tokens_wait_for_the_text_they_explain():
+    out = ChunkAssembler(("STOP",))
+    chunks = feed(out, ["Hello", " ST", "ay"], logprobs=True)  # " ST" may begin the stop string
+    carried = [(c.text, [lp.token for lp in c.logprobs]) for c in chunks]
+    assert carried == [("Hello", ["Hello"]), (" ", [" ST"]), ("STay", ["ay"])]
+
+
+def test_pending_logprobs_come_with_the_final_chunk():
+    out = ChunkAssembler(("XYZ",))
+    assert [c.text for c in feed(out, ["ab", "XY"], logprobs=True)] == ["ab"]  # "XY" may begin the stop
+    last = out.finish(FinishReason.LENGTH, Usage(1, 2))
+    assert (last.text, [lp.token for lp in last.logprobs]) == ("XY", ["XY"])
+
+
+def test_a_finished_call_ends_with_tool_calls():
+    out = ChunkAssembler((), ToolCallParser())
+    chunks = feed(out, [CALL[:15], CALL[15:40], CALL[40:]])
+    last = out.finish(FinishReason.STOP, Usage(3, 9))
+    pieces = [d for c in [*chunks, last] for d in c.tool_calls]
+    assert last.finish_reason is FinishReason.TOOL_CALLS
+    assert json.loads("".join(d.arguments for d in pieces)) == {"x": 1}
+    assert pieces[0].name == "f" and not "".join(c.text for c in chunks)
+
+
+def test_a_call_cut_by_the_token_limit_ends_with_length():
+    out = ChunkAssembler((), ToolCallParser())
+    feed(out, ['<tool_call>{"name": "f", "arguments": {"x": '])
+    assert out.finish(FinishReason.LENGTH, Usage(3, 9)).finish_reason is FinishReason.LENGTH
+
+
+def test_text_after_a_call_stops_generation():
+    out = ChunkAssembler((), ToolCallParser())
+    feed(out, [CALL, " and now some chatter"])
+    assert out.stopped
