@@ -163,6 +163,7 @@ class GenerationChunk:
 
     ``text`` is content for the user; ``tool_calls`` are pieces of tool calls (never both in one
     chunk's meaning: text first, then calls); ``logprobs`` cover the tokens behind ``text``.
+    ``stop_sequence``, on the last chunk, is the request's stop string that ended the job.
     """
 
     text: str = ""
@@ -170,6 +171,7 @@ class GenerationChunk:
     usage: Usage | None = None
     tool_calls: tuple[ToolCallDelta, ...] = ()
     logprobs: tuple[TokenLogprob, ...] = ()
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +236,8 @@ def chunk_to_wire(chunk: GenerationChunk) -> dict[str, Any]:
         data["c"] = to_wire(chunk.tool_calls)
     if chunk.logprobs:
         data["l"] = to_wire(chunk.logprobs)
+    if chunk.stop_sequence is not None:
+        data["s"] = chunk.stop_sequence
     return data
 
 
@@ -251,5 +255,6 @@ def chunk_from_wire(data: dict[str, Any]) -> GenerationChunk:
         usage=None if usage is None else Usage(*usage),
         tool_calls=tuple(ToolCallDelta(**c) for c in data.get("c", ())),
         logprobs=tuple(_logprob_from_wire(lp) for lp in data.get("l", ())),
+        stop_sequence=data.get("s"),
     )
 

@@ -208,22 +208,13 @@ def to_count_request(req: schema.CountTokensRequest) -> GenerationRequest:
 # -- responses -----------------------------------------------------------------------------------
 
 
-def matched_stop(chunk: GenerationChunk) -> str | None:
-    """The stop sequence the engine stopped on, when it says so.
-
-    ``GenerationChunk`` does not carry it yet (proposed: ``stop_sequence: str | None`` on the last
-    chunk); until then a stop on one of ``stop_sequences`` cannot be told from end-of-turn.
-    """
-    return getattr(chunk, "stop_sequence", None)
-
-
 def stop_reason(last: GenerationChunk, called_tools: bool) -> tuple[str, str | None]:
     """``(stop_reason, stop_sequence)`` for the job's last chunk."""
     if called_tools or last.finish_reason is FinishReason.TOOL_CALLS:
         return "tool_use", None
     if last.finish_reason is FinishReason.LENGTH:
         return "max_tokens", None
-    stop = matched_stop(last)
+    stop = last.stop_sequence
     return ("stop_sequence", stop) if stop else ("end_turn", None)
 
 
@@ -271,8 +262,21 @@ def _usage(usage: Usage | None) -> schema.Usage:
     return schema.Usage(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens)
 
 
+def _complete_calls(calls: list, last: GenerationChunk) -> list:
+    """The calls to report: when the token limit cut the turn short, its unfinished last call
+    (arguments that do not parse) cannot be a ``tool_use`` block and is dropped."""
+    if last.finish_reason is not FinishReason.LENGTH or not calls:
+        return calls
+    try:
+        tool_input("".join(calls[-1].arguments), calls[-1].name)
+        return calls
+    except EngineError:
+        return calls[:-1]
+
+
 def message_response(model: str, chunks: Iterable[GenerationChunk]) -> dict:
     text, calls, last = _collect(chunks)
+    calls = _complete_calls(calls, last)
     content: list[schema.TextOut | schema.ToolUseOut] = []
     if text or not calls:
         content.append(schema.TextOut(text=text))

@@ -52,8 +52,15 @@ class ChatTemplate:
         return _PROBE.name in rendered.prompt
 
     def render(self, request: GenerationRequest) -> tuple[str, bool]:
-        """The prompt text, and whether the template already added the BOS token."""
-        messages = toolcalls.template_messages(request.messages, native=self.native_tools)
+        """The prompt text, and whether the template already added the BOS token.
+
+        A trailing assistant message is a prefill (Anthropic's, and llama.cpp's server's, meaning):
+        the earlier turns are rendered with the generation prompt, then the prefill text follows
+        without an end-of-turn, so the model continues it.
+        """
+        prefill = _prefill(request.messages)
+        history = request.messages[:-1] if prefill else request.messages
+        messages = toolcalls.template_messages(history, native=self.native_tools)
         tools = None
         if toolcalls.enabled(request) and self.native_tools:
             tools = toolcalls.openai_tools(request.tools)
@@ -65,4 +72,11 @@ class ChatTemplate:
         except Exception as exc:  # templates raise_exception() on turn orders they do not accept
             why = f"the model's chat template cannot render these messages: {exc}"
             raise InvalidRequest(why, param="messages") from exc
-        return rendered.prompt, rendered.added_special
+        return rendered.prompt + prefill, rendered.added_special
+
+
+def _prefill(messages) -> str:
+    last = messages[-1]
+    if len(messages) > 1 and last.role == "assistant" and last.content and not last.tool_calls:
+        return last.content
+    return ""

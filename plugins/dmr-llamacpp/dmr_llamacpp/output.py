@@ -8,6 +8,8 @@ of) the text they explain.
 
 from __future__ import annotations
 
+import dataclasses
+
 from dmr_core.generation import FinishReason, GenerationChunk, TokenLogprob, Usage
 from dmr_core.toolcalls import Parsed, ToolCallParser
 from dmr_llamacpp.textstream import TokenTextDecoder
@@ -42,7 +44,9 @@ class ChunkAssembler:
             rest = self._tools.finish()
             parsed = Parsed(parsed.text + rest.text, parsed.calls + rest.calls)
             reason = self._tool_reason(reason, cut_off)
-        return self._chunk(parsed, reason, usage)
+        final = self._chunk(parsed, reason, usage)
+        matched = self._decoder.stops.matched
+        return dataclasses.replace(final, stop_sequence=matched) if reason is FinishReason.STOP else final
 
     def _tool_reason(self, reason: FinishReason, cut_off: bool) -> FinishReason:
         """A turn that made calls ends with ``tool_calls``, unless the limit cut a call short."""
