@@ -7,7 +7,9 @@ fixture checks that the inference pool left no process behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -189,6 +191,28 @@ def private_server(model_store) -> Iterator[DmrServer]:
         yield server
     finally:
         stop_server(server)
+
+
+@contextlib.contextmanager
+def writable_server_for(gguf: Path) -> Iterator[DmrServer]:
+    """A server whose store (``ai/smollm2`` from ``gguf``) the test may change; removed afterwards."""
+    root = short_tempdir("dmr-store-")
+    server = None
+    try:
+        ModelStore(root).import_gguf(gguf, "ai/smollm2")
+        server = start_server(root)
+        yield server
+    finally:
+        if server is not None:
+            stop_server(server)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def writable_server(smollm2_gguf) -> Iterator[DmrServer]:
+    """A server of the test's own with a store of its own (pull, push, tag, delete freely)."""
+    with writable_server_for(smollm2_gguf) as server:
+        yield server
 
 
 def openai_client_for(server: DmrServer, prefix: str = "/engines/v1"):
