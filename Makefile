@@ -20,8 +20,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 
-$(VENV)/.installed: $(BIN)/python setup.cfg plugins/dmr-llamacpp/setup.cfg conf/constraints.txt
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -c conf/constraints.txt -e '.[test]' -e plugins/dmr-llamacpp
+$(VENV)/.installed: $(BIN)/python setup.cfg plugins/dmr-llamacpp/setup.cfg plugins/dmr-ctransformers/setup.cfg conf/constraints.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -c conf/constraints.txt -e '.[test]' -e plugins/dmr-llamacpp -e plugins/dmr-ctransformers
 	touch $@
 
 install: $(VENV)/.installed
