@@ -12,6 +12,7 @@ from flask import Blueprint, current_app, jsonify
 
 from dmr_core.dialects.anthropic import schema, translate
 from dmr_core.dialects.anthropic.errors import request_id, stream_error
+from dmr_core.dialects.routing import prefixed_route
 from dmr_core.dialects.wire import parse
 from dmr_core.streaming import guarded, stream_response
 
@@ -20,13 +21,7 @@ blueprint = Blueprint("anthropic", __name__)
 PREFIXES = ("/anthropic/v1", "/v1", "/engines/v1", "/engines/<engine>/v1")
 
 
-def route(rule: str, **options):
-    def register(view):
-        for prefix in PREFIXES:
-            blueprint.add_url_rule(prefix + rule, view_func=view, **options)
-        return view
-
-    return register
+route = prefixed_route(blueprint, PREFIXES)
 
 
 @blueprint.after_request

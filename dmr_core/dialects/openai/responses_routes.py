@@ -10,19 +10,14 @@ from dmr_core.dialects.openai import responses
 from dmr_core.dialects.openai.errors import stream_error
 from dmr_core.dialects.openai.responses_store import ResponseStore
 from dmr_core.dialects.openai.routes import blueprint
+from dmr_core.dialects.routing import prefixed_route
 from dmr_core.dialects.wire import json_body, parse
 from dmr_core.streaming import guarded, stream_response
 
 PREFIXES = ("", "/v1", "/engines", "/engines/v1", "/engines/<engine>/v1")
 
 
-def route(rule: str, **options):
-    def register(view):
-        for prefix in PREFIXES:
-            blueprint.add_url_rule(prefix + rule, view_func=view, **options)
-        return view
-
-    return register
+route = prefixed_route(blueprint, PREFIXES)
 
 
 def stored() -> ResponseStore:

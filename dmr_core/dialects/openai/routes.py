@@ -7,6 +7,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from dmr_core.dialects.openai import models as model_objects
 from dmr_core.dialects.openai import schema, translate
 from dmr_core.dialects.openai.errors import stream_error
+from dmr_core.dialects.routing import prefixed_route
 from dmr_core.dialects.wire import parse
 from dmr_core.streaming import guarded, stream_response
 
@@ -16,13 +17,7 @@ blueprint = Blueprint("openai", __name__)
 PREFIXES = ("/engines/v1", "/engines/<engine>/v1", "/v1")
 
 
-def route(rule: str, **options):
-    def register(view):
-        for prefix in PREFIXES:
-            blueprint.add_url_rule(prefix + rule, view_func=view, **options)
-        return view
-
-    return register
+route = prefixed_route(blueprint, PREFIXES)
 
 
 def runtime():
