@@ -299,3 +299,11 @@ def kill_registry_mid_transfer(registry: RegistryServer, events: Iterator[Progre
     except Exception as exc:  # the error the transfer ends with is what the test examines
         return seen, exc
     return seen, None
+
+
+# -- the engine conformance suite (for engine authors) -------------------------------------------
+
+# Imported here so that ``pytest_plugins = ["dmr_core.testing"]`` is all an engine's suite needs;
+# registered first so that its asserts are rewritten (readable failures) like a test module's.
+pytest.register_assert_rewrite("dmr_core.conformance")
+from dmr_core.conformance import EngineConformance  # noqa: E402,F401

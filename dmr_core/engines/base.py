@@ -85,6 +85,18 @@ class Engine(ABC):
     def generate(self, request: GenerationRequest, cancelled: CancelCheck) -> Iterator[GenerationChunk]:
         """Yield chunks of text; the last one carries ``finish_reason`` and ``usage``.
 
+        The stream every engine produces (checked by :class:`dmr_core.conformance.EngineConformance`):
+
+        - first, a chunk with only ``usage`` (the prompt's tokens, ``completion_tokens=0``), before
+          the prompt is evaluated. Raise errors the request causes (``ContextLengthExceeded`` for a
+          prompt that does not fit, ``InvalidRequest``) *before* this first yield: the server waits
+          for the first chunk to choose the response's HTTP status;
+        - then chunks of text (``finish_reason`` and ``usage`` unset);
+        - last, exactly one chunk with ``finish_reason`` and ``usage`` (it may carry text too):
+          ``LENGTH`` after exactly ``sampling.max_tokens`` tokens (or a full context), ``STOP`` at
+          the end of sequence or a stop string (which never appears in the output; name it in
+          ``stop_sequence``), ``CANCELLED`` once ``cancelled()`` returned True.
+
         Stop promptly (within about one token) once ``cancelled()`` returns True.
         """
         raise _unsupported(self, "text generation")
