@@ -102,6 +102,8 @@ class GenerationRequest:
 
     ``logprobs``: None for none, else how many top alternatives to report per token (0–20).
     ``raw``: the prompt is sent as is, without the chat template (Ollama's ``raw``).
+    ``keep_alive``: seconds the model stays loaded once idle (negative: forever, 0: unload at
+    once); None for the model's configured or the server's default.
     """
 
     model_path: str
@@ -113,6 +115,7 @@ class GenerationRequest:
     tool_choice: ToolChoice = field(default_factory=ToolChoice)
     response_format: ResponseFormat = field(default_factory=ResponseFormat)
     logprobs: int | None = None
+    keep_alive: float | None = None
 
     @property
     def is_chat(self) -> bool:
@@ -218,6 +221,7 @@ def request_from_wire(data: dict[str, Any]) -> GenerationRequest:
         tool_choice=ToolChoice(**data.get("tool_choice", {})),
         response_format=ResponseFormat(**data.get("response_format", {})),
         logprobs=data.get("logprobs"),
+        keep_alive=data.get("keep_alive"),
     )
 
 

@@ -22,6 +22,7 @@ DEFAULT_PLUGINS = (
     "dmr_core.dialects.native",
     "dmr_core.dialects.anthropic",
     "dmr_core.dialects.ollama",
+    "dmr_core.dialects.engines",
 )
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from dmr_core.engines.registry import EngineRegistry
 from dmr_core.errors import EngineUnavailable
 from dmr_core.generation import EmbeddingRequest, EmbeddingResult, GenerationChunk, GenerationRequest
 from dmr_core.pool.client import PoolClient
+from dmr_core.pool.scheduler import kv_bytes_per_token
 from dmr_core.settings import Settings
 from dmr_core.store.layout import Model, ModelStore
 
@@ -35,31 +36,61 @@ class Runtime:
         return name
 
     def context_size(self, model: Model) -> int:
-        """The configured size, else the model's own, capped by ``max_context`` to bound memory."""
+        """The server's default for ``model``: the ``context_size`` setting, else the model's own,
+        capped by ``max_context`` to bound memory. A ``_configure``d size (kept by the pool, which
+        answers each job with the size it applied) and a request's own size take precedence."""
         if self.settings.context_size:
             return self.settings.context_size
         trained = int(model.config.get("context_size") or 0)
         return min(trained, self.settings.max_context) if trained else self.settings.max_context
 
-    def generate(self, name: str, engine: str | None, request: GenerationRequest) -> Iterator[GenerationChunk]:
-        """Start the job and wait for its first chunk, so any failure comes before a response starts."""
+    def placement(self, name: str, model: Model, engine: str, mode: str, context_size: int | None = None,
+                  keep_alive: float | None = None) -> dict:  # fmt: skip
+        """What the pool needs to place a job (:class:`~dmr_core.pool.scheduler.RunnerSpec`): sizes
+        for the memory estimate, the request's own context size and keep-alive, and the default
+        context size, which a ``_configure``d one (kept by the pool) overrides."""
+        return {"engine": engine, "model_path": str(model.gguf_path), "mode": mode, "model_name": name,
+                "model_id": model.id, "file_size": _file_size(model), "kv_per_token": kv_bytes_per_token(model.config),
+                "context_size": context_size or None, "default_context": self.context_size(model),
+                "keep_alive": keep_alive}  # fmt: skip
+
+    def _job(self, name: str, engine: str | None, request: GenerationRequest) -> tuple[str, GenerationRequest, dict]:
         model = self.store.resolve(name)
         engine_name = self.engine_for(model, engine)
-        job = dataclasses.replace(request, model_path=str(model.gguf_path), context_size=self.context_size(model))
-        return _primed(self.pool.generate(engine_name, job))
+        spec = self.placement(name, model, engine_name, "completion", request.context_size, request.keep_alive)
+        job = dataclasses.replace(request, model_path=spec["model_path"],
+                                  context_size=request.context_size or spec["default_context"])  # fmt: skip
+        return engine_name, job, spec
+
+    def generate(self, name: str, engine: str | None, request: GenerationRequest) -> Iterator[GenerationChunk]:
+        """Start the job and wait for its first chunk, so any failure comes before a response starts.
+
+        ``request.context_size`` set means the client asked for that size (Ollama's ``num_ctx``);
+        otherwise the pool applies the model's ``_configure``d size, else :meth:`context_size`."""
+        engine_name, job, spec = self._job(name, engine, request)
+        return _primed(self.pool.generate(engine_name, job, spec))
 
     def count_tokens(self, name: str, engine: str | None, request: GenerationRequest) -> int:
         """The prompt size of ``request`` for model ``name``, as :meth:`generate` would send it."""
-        model = self.store.resolve(name)
-        engine_name = self.engine_for(model, engine)
-        job = dataclasses.replace(request, model_path=str(model.gguf_path), context_size=self.context_size(model))
-        return self.pool.count_tokens(engine_name, job)
+        engine_name, job, spec = self._job(name, engine, request)
+        return self.pool.count_tokens(engine_name, job, spec)
 
     def embed(self, name: str, engine: str | None, inputs: tuple[str, ...]) -> EmbeddingResult:
         model = self.store.resolve(name)
         engine_name = self.engine_for(model, engine)
-        job = EmbeddingRequest(str(model.gguf_path), inputs, self.context_size(model))
-        return self.pool.embed(engine_name, job)
+        spec = self.placement(name, model, engine_name, "embedding")
+        job = EmbeddingRequest(str(model.gguf_path), inputs, spec["default_context"])
+        return self.pool.embed(engine_name, job, spec)
+
+
+def _file_size(model: Model) -> int:
+    total = 0
+    for path in model.gguf_paths:
+        try:
+            total += path.stat().st_size
+        except OSError:
+            pass
+    return total
 
 
 def _primed(chunks: Iterator[GenerationChunk]) -> Iterator[GenerationChunk]:

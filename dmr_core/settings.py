@@ -58,6 +58,13 @@ class Settings:
     max_body: int = 10 * 1024 * 1024
     #: Seconds a streamed token may wait before it is sent, to coalesce wake-ups (0 = every token).
     stream_flush_interval: float = 0.05
+    #: Memory (bytes) each device may fill with loaded models; 0 = auto (80% of MemAvailable for
+    #: the CPU, of the GPU's memory for a GPU). Loading past it evicts idle models (LRU).
+    memory_budget: int = 0
+    #: Requests that may wait for one loaded model while it runs another; more get a 503.
+    max_queue: int = 32
+    #: How long an idle model stays loaded: ``5m``, ``30s``, ``-1`` (forever), ``0`` (unload at once).
+    keep_alive: str = "5m"
     #: Log level for dmr's own loggers.
     log_level: str = "info"
 

@@ -7,6 +7,7 @@ one token and stops the job.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from dmr_core.generation import (
     chunk_from_wire,
     to_wire,
 )
+from dmr_core.pool import scheduler  # noqa: F401  (its errors must be known to error_from_dict)
 from dmr_core.pool.protocol import FrameReader, ProtocolError, request_reply, send_frame
 from dmr_core.pool.supervisor import SUPERVISOR_SOCKET
 
@@ -57,31 +59,52 @@ class PoolClient:
             raise error_from_dict(reply["error"])
         return reply["result"]
 
-    def _open_job(self, model_path: str, frame: dict[str, Any]) -> socket.socket:
-        def attempt() -> socket.socket:
-            route = self.call_supervisor({"op": "route", "model_path": model_path})
+    def _acquire(self, spec: dict[str, Any]) -> tuple[socket.socket, dict[str, Any]]:
+        """A reference on a runner for ``spec``: held while the returned socket stays open."""
+        lease = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            lease.connect(str(self.pool_dir / SUPERVISOR_SOCKET))
+            send_frame(lease, {"op": "acquire", "spec": spec})
+            reply = FrameReader(lease).read()
+            if reply is None:
+                raise ProtocolError("the pool supervisor closed the connection")
+            if reply.get("k") == "e":
+                raise error_from_dict(reply["error"])
+        except BaseException:
+            lease.close()
+            raise
+        return lease, reply["result"]
+
+    def _open_job(self, spec: dict[str, Any], op: str, engine: str, request) -> Job:
+        def attempt() -> Job:
+            lease, placed = self._acquire(spec)
+            job = dataclasses.replace(request, context_size=placed["context_size"])
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                sock.connect(route["socket"])
-                send_frame(sock, frame)
+                sock.connect(placed["socket"])
+                send_frame(sock, {"op": op, "engine": engine, "request": to_wire(job)})
             except BaseException:
                 sock.close()
+                lease.close()
                 raise
-            return sock
+            return Job(sock, lease)
 
         return self._retrying(attempt)
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    def generate(self, engine: str, request: GenerationRequest) -> Iterator[GenerationChunk]:
-        """Chunks of the job; raises the worker's :class:`~dmr_core.errors.DmrError` as it comes."""
-        sock = self._open_job(request.model_path, {"op": "generate", "engine": engine, "request": to_wire(request)})
-        return self._chunks(sock)
+    def generate(self, engine: str, request: GenerationRequest, spec: dict[str, Any] | None = None) -> Iterator[GenerationChunk]:
+        """Chunks of the job; raises the worker's :class:`~dmr_core.errors.DmrError` as it comes.
+
+        :param spec: what :class:`~dmr_core.pool.scheduler.RunnerSpec` the job needs (model name,
+            sizes, keep-alive); a minimal one is made from ``request`` when not given."""
+        job = self._open_job(spec or _spec(engine, request, "completion"), "generate", engine, request)
+        return self._chunks(job)
 
     @staticmethod
-    def _chunks(sock: socket.socket) -> Iterator[GenerationChunk]:
-        with sock:
-            reader = FrameReader(sock)
+    def _chunks(job: Job) -> Iterator[GenerationChunk]:
+        with job:
+            reader = FrameReader(job.sock)
             while True:
                 frame = _read_or_crash(reader)
                 if frame["k"] == "e":
@@ -91,26 +114,46 @@ class PoolClient:
                 if chunk.finish_reason is not None:
                     return
 
-    def embed(self, engine: str, request: EmbeddingRequest) -> EmbeddingResult:
-        sock = self._open_job(request.model_path, {"op": "embed", "engine": engine, "request": to_wire(request)})
-        with sock:
-            frame = _read_or_crash(FrameReader(sock))
+    def embed(self, engine: str, request: EmbeddingRequest, spec: dict[str, Any] | None = None) -> EmbeddingResult:
+        with self._open_job(spec or _spec(engine, request, "embedding"), "embed", engine, request) as job:
+            frame = _read_or_crash(FrameReader(job.sock))
         if frame["k"] == "e":
             raise error_from_dict(frame["error"])
         result = frame["result"]
         return EmbeddingResult(tuple(tuple(v) for v in result["vectors"]), result["prompt_tokens"])
 
-    def count_tokens(self, engine: str, request: GenerationRequest) -> int:
+    def count_tokens(self, engine: str, request: GenerationRequest, spec: dict[str, Any] | None = None) -> int:
         """The prompt size of ``request`` in tokens (template and tools applied), without generating."""
-        sock = self._open_job(request.model_path, {"op": "count", "engine": engine, "request": to_wire(request)})
-        with sock:
-            frame = _read_or_crash(FrameReader(sock))
+        with self._open_job(spec or _spec(engine, request, "completion"), "count", engine, request) as job:
+            frame = _read_or_crash(FrameReader(job.sock))
         if frame["k"] == "e":
             raise error_from_dict(frame["error"])
         return int(frame["result"])
 
     def status(self) -> dict[str, Any]:
         return self.call_supervisor({"op": "status"})
+
+
+class Job:
+    """A job's socket to its worker and its lease on the runner (closed together)."""
+
+    def __init__(self, sock: socket.socket, lease: socket.socket) -> None:
+        self.sock = sock
+        self.lease = lease
+
+    def __enter__(self) -> Job:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.sock.close()
+        finally:
+            self.lease.close()
+
+
+def _spec(engine: str, request, mode: str) -> dict[str, Any]:
+    return {"engine": engine, "model_path": request.model_path, "mode": mode, "model_name": request.model_path,
+            "model_id": request.model_path, "default_context": request.context_size or 0}  # fmt: skip
 
 
 def _read_or_crash(reader: FrameReader) -> dict[str, Any]:

@@ -1,9 +1,12 @@
 """The pool supervisor: one per host (per pool directory).
 
-It starts one inference worker per configured device, respawns a worker that dies, and tells web
-workers which worker socket serves a model (``route``). It never touches a model itself, so it
-has nothing that can crash with an engine. Tokens do not pass through it: clients talk to the
-chosen worker's socket directly.
+It starts one inference worker per configured device, respawns a worker that dies, and is the one
+place that knows what is loaded where (:mod:`dmr_core.pool.scheduler`). A job's client first
+``acquire``s a runner here (the reply names the worker socket and the effective context size) and
+keeps that connection open while the job runs: its closing releases the reference, so a web
+worker that dies cannot leak one. The supervisor tells workers to ``load`` and ``unload``; it never
+touches a model itself, so it has nothing that can crash with an engine. Tokens do not pass
+through it: clients talk to the chosen worker's socket directly.
 """
 
 from __future__ import annotations
@@ -23,7 +26,16 @@ from typing import Any
 
 from dmr_core.pool.devices import Device, parse_devices
 from dmr_core.pool.lifetime import die_with_parent
-from dmr_core.pool.protocol import FrameReader, send_frame
+from dmr_core.errors import DmrError, WorkerCrashed, error_from_dict
+from dmr_core.pool.protocol import FrameReader, ProtocolError, request_reply, send_frame
+from dmr_core.pool.scheduler import (
+    AUTO_BUDGET_FRACTION,
+    ModelConfig,
+    Runner,
+    RunnerSpec,
+    Scheduler,
+    parse_keep_alive,
+)
 from dmr_core.pool.worker import bind_atomically
 from dmr_core.settings import Settings, load_settings
 
@@ -32,18 +44,22 @@ log = logging.getLogger("dmr.pool")
 SUPERVISOR_SOCKET = "supervisor.sock"
 #: Exit status when another supervisor already owns the pool directory.
 ALREADY_RUNNING = 3
+#: Seconds between keep-alive checks (idle models unload within this of their time).
+EXPIRY_INTERVAL = 0.2
+#: How long a load waits for a (re)starting worker to listen.
+WORKER_START_TIMEOUT = 60.0
 
 
 class WorkerSlot:
     """Keeps one worker process alive for one device."""
 
-    def __init__(self, index: int, device: Device, pool_dir: Path) -> None:
+    def __init__(self, index: int, device: Device, pool_dir: Path, on_death=None) -> None:
         self.index = index
         self.device = device
         self.socket_path = pool_dir / f"worker-{index}.sock"
         self.process: subprocess.Popen | None = None
         self.restarts = 0
-        self.models: set[str] = set()
+        self._on_death = on_death
         self._stopping = threading.Event()
 
     def command(self) -> list[str]:
@@ -61,7 +77,8 @@ class WorkerSlot:
             if self._stopping.is_set():
                 return
             self.restarts += 1
-            self.models.clear()
+            if self._on_death is not None:
+                self._on_death(self)
             log.warning("worker %d (%s) exited with %s; respawning", self.index, self.device.name, code)
             # A worker that dies at once (bad install) must not spin the CPU in a respawn loop.
             if time.monotonic() - started < 1.0:
@@ -87,42 +104,162 @@ class WorkerSlot:
         return {
             "index": self.index, "device": self.device.name, "pid": self.process.pid if alive else None,
             "alive": alive, "restarts": self.restarts, "socket": str(self.socket_path),
-            "models": sorted(self.models),
         }  # fmt: skip
 
 
 class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self.pool_dir = settings.pool_path
-        self.slots = [WorkerSlot(i, device, self.pool_dir) for i, device in enumerate(parse_devices(settings.devices))]
-        self._route_lock = threading.Lock()
+        devices = parse_devices(settings.devices)
+        self.slots = [WorkerSlot(i, device, self.pool_dir, self._worker_died) for i, device in enumerate(devices)]
+        budgets = [settings.memory_budget or auto_budget(device) for device in devices]
+        keep_alive = parse_keep_alive(settings.keep_alive)
+        self.scheduler = Scheduler(budgets, settings.max_queue, 300.0 if keep_alive is None else keep_alive,
+                                   self._unload)  # fmt: skip
+        self._stopping = threading.Event()
 
     def start(self) -> None:
         for slot in self.slots:
             threading.Thread(target=slot.run, name=f"slot-{slot.index}", daemon=True).start()
+        threading.Thread(target=self._expire_loop, name="keep-alive", daemon=True).start()
 
-    def route(self, model_path: str) -> WorkerSlot:
-        """The worker that already serves ``model_path``, else the one serving the fewest models."""
-        with self._route_lock:
-            for slot in self.slots:
-                if model_path in slot.models:
-                    return slot
-            slot = min(self.slots, key=lambda s: len(s.models))
-            slot.models.add(model_path)
-            return slot
+    def _expire_loop(self) -> None:
+        while not self._stopping.wait(EXPIRY_INTERVAL):
+            try:
+                self.scheduler.expire()
+                self.scheduler.flush()
+            except Exception:  # a worker that cannot be reached now is respawned; try again later
+                log.exception("keep-alive check failed")
+
+    def _worker_died(self, slot: WorkerSlot) -> None:
+        self.scheduler.forget_slot(slot.index)
+
+    def _unload(self, slot: int, key) -> None:
+        try:
+            request_reply(str(self.slots[slot].socket_path), {"op": "unload", "key": list(key)}, timeout=60.0)
+        except (OSError, ProtocolError) as exc:  # the worker is gone: it holds nothing any more
+            log.warning("could not unload %s from worker %d: %s", key[1], slot, exc)
+
+    # -- placing jobs ------------------------------------------------------------------------------
+
+    def acquire(self, spec: RunnerSpec) -> Runner:
+        """A reference on a loaded runner for ``spec`` (loading it, and evicting others, if needed)."""
+        try:
+            runner, fresh = self.scheduler.acquire(spec)
+        finally:
+            self.scheduler.flush()  # evicted runners leave before the new one loads
+        if not fresh:
+            return runner
+        load = {"op": "load", "engine": runner.engine, "model_path": runner.key[1], "mode": runner.mode,
+                "context_size": runner.context_size}  # fmt: skip
+        try:
+            reply = self._call_worker(runner.slot, load)
+            if reply.get("k") == "e":
+                raise error_from_dict(reply["error"])
+        except BaseException as exc:
+            self.scheduler.failed(runner)
+            if isinstance(exc, (OSError, ProtocolError)):
+                raise WorkerCrashed(f"the inference worker exited while loading the model: {exc}") from None
+            raise
+        self.scheduler.loaded(runner)
+        return runner
+
+    def _call_worker(self, slot: int, message: dict[str, Any]) -> dict[str, Any]:
+        """One request to a worker, waiting (up to ``WORKER_START_TIMEOUT``) while it (re)starts."""
+        deadline = time.monotonic() + WORKER_START_TIMEOUT
+        while True:
+            try:
+                return request_reply(str(self.slots[slot].socket_path), message, timeout=None)
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _serve_acquire(self, conn: socket.socket, message: dict[str, Any]) -> None:
+        """Answer with the worker to use, then hold the reference until the client hangs up."""
+        try:
+            runner = self.acquire(RunnerSpec.from_wire(message["spec"]))
+        except DmrError as exc:
+            send_frame(conn, {"k": "e", "error": exc.to_dict()})
+            return
+        try:
+            send_frame(conn, {"k": "r", "result": {"socket": str(self.slots[runner.slot].socket_path),
+                                                   "context_size": runner.context_size}})  # fmt: skip
+            while conn.recv(1):  # the job's client holds this connection open while its job runs
+                pass
+        except OSError:
+            pass
+        finally:
+            self.scheduler.release(runner)
+            self.scheduler.flush()
+
+    def preload(self, spec: RunnerSpec) -> None:
+        """Load in the background (``_configure``); failures are logged, the next request sees them."""
+
+        def run() -> None:
+            try:
+                self.scheduler.release(self.acquire(spec))
+                self.scheduler.flush()
+            except Exception as exc:
+                log.warning("preloading %s failed: %s", spec.model_name, exc)
+
+        threading.Thread(target=run, name="preload", daemon=True).start()
+
+    # -- the control socket --------------------------------------------------------------------------
 
     def answer(self, message: dict[str, Any]) -> dict[str, Any]:
         op = message.get("op")
-        if op == "route":
-            return {"k": "r", "result": {"socket": str(self.route(str(message["model_path"])).socket_path)}}
-        if op in ("status", "ping"):
-            return {"k": "r", "result": {"pid": os.getpid(), "workers": [s.status() for s in self.slots]}}
-        return {"k": "e", "error": {"class": "DmrError", "message": f"unknown pool operation {op!r}"}}
+        try:
+            handler = getattr(self, f"_op_{op}", None)
+            if handler is None:
+                raise DmrError(f"unknown pool operation {op!r}")
+            return {"k": "r", "result": handler(message)}
+        except DmrError as exc:
+            return {"k": "e", "error": exc.to_dict()}
+
+    def _op_ping(self, message: dict[str, Any]) -> dict[str, Any]:
+        runners = self.scheduler.runners()
+        workers = []
+        for slot in self.slots:
+            status = slot.status()
+            status["models"] = sorted({r["model_path"] for r in runners if r["slot"] == slot.index})
+            status["memory_budget"] = self.scheduler.budgets[slot.index]
+            workers.append(status)
+        return {"pid": os.getpid(), "workers": workers, "runners": runners}
+
+    _op_status = _op_ping
+
+    def _op_runners(self, message: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.scheduler.runners()
+
+    def _op_unload(self, message: dict[str, Any]) -> int:
+        models = set(message.get("model_ids") or ())
+        count = self.scheduler.unload(bool(message.get("all")), str(message.get("backend") or ""), models)
+        self.scheduler.flush()
+        return count
+
+    def _op_configure(self, message: dict[str, Any]) -> dict[str, Any]:
+        config = ModelConfig(**message["config"])
+        try:
+            self.scheduler.configure(config)
+        finally:
+            self.scheduler.flush()
+        spec = RunnerSpec.from_wire(message["spec"])
+        self.preload(spec)
+        return {"context_size": self.scheduler.effective_context(spec)}
+
+    def _op_configs(self, message: dict[str, Any]) -> list[dict[str, Any]]:
+        wanted = message.get("model_id")
+        return [c.as_go() for c in self.scheduler.configs.values() if not wanted or c.model_id == wanted]
 
     def _handle(self, conn: socket.socket) -> None:
         with conn:
             message = FrameReader(conn).read()
-            if message is not None:
+            if message is None:
+                return
+            if message.get("op") == "acquire":
+                self._serve_acquire(conn, message)
+            else:
                 send_frame(conn, self.answer(message))
 
     def serve(self, listener: socket.socket) -> None:
@@ -131,11 +268,30 @@ class Supervisor:
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
     def shutdown(self) -> None:
+        self._stopping.set()
         for slot in self.slots:
             slot.stop()
         for slot in self.slots:
             slot.reap(timeout=5.0)
         (self.pool_dir / SUPERVISOR_SOCKET).unlink(missing_ok=True)
+
+
+def auto_budget(device: Device) -> int:
+    """``memory_budget`` 0: a fraction of MemAvailable (CPU) or of the GPU's total memory."""
+    if device.is_gpu:
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits",
+                                  "-i", device.cuda_visible], capture_output=True, text=True, timeout=10).stdout
+            return int(float(out.strip().splitlines()[0]) * AUTO_BUDGET_FRACTION * (1 << 20))
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+            pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(int(line.split()[1]) * 1024 * AUTO_BUDGET_FRACTION)
+    except OSError:
+        pass
+    return 1 << 62  # unknown: no limit
 
 
 def _lock_pool_dir(pool_dir: Path):

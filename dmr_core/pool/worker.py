@@ -3,12 +3,15 @@
 Started by the supervisor as ``python -m dmr_core.pool.worker``, with ``CUDA_VISIBLE_DEVICES``
 already in its environment, so no engine import can see another device. Each client connection
 carries one job; jobs for the same loaded model run one at a time (they queue, never cut each
-other off), and a job stops within one token once its client disconnects.
+other off), and a job stops within one token once its client disconnects. What is loaded is
+decided by the supervisor's scheduler: it sends ``load`` and ``unload`` (a job for a model that is
+not loaded still loads it, so the worker never refuses work).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import socket
@@ -123,6 +126,15 @@ class LoadedModel:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.lock = threading.Lock()
+        #: Unloaded: a job that still reaches it loads the model again instead.
+        self.retired = False
+        self.closed = False
+
+    def close(self) -> None:
+        """Free the engine (with :attr:`lock` held), once."""
+        if not self.closed:
+            self.closed = True
+            self.engine.close()
 
 
 class Worker:
@@ -145,6 +157,23 @@ class Worker:
                 loaded = LoadedModel(self._load(engine_name, model_path, mode, context_size))
                 self._loaded[key] = loaded
             return loaded
+
+    def unload(self, key: tuple) -> bool:
+        """Drop a loaded model (the supervisor only asks for idle ones); True if it was loaded."""
+        engine_name, model_path, mode, context_size = key
+        with self._load_lock:
+            loaded = self._loaded.pop((engine_name, model_path, Mode(mode), context_size), None)
+        if loaded is None:
+            return False
+        loaded.retired = True
+        # Never wait for a job here: one still finishing closes the model itself when it is done.
+        if loaded.lock.acquire(timeout=1.0):
+            try:
+                loaded.close()
+            finally:
+                loaded.lock.release()
+        log.info("unloaded %s (%s, %s)", model_path, engine_name, mode)
+        return True
 
     def _load(self, engine_name: str, model_path: str, mode: Mode, context_size: int | None) -> Engine:
         engine_cls = self.engines.get(engine_name)
@@ -182,6 +211,13 @@ class Worker:
             self._run_job(conn, message)
         elif op == "count":
             send_frame(conn, {"k": "r", "result": self._count(message)})
+        elif op == "load":
+            self.model_for(message["engine"], message["model_path"], Mode(message["mode"]), message["context_size"])
+            send_frame(conn, {"k": "r", "result": True})
+        elif op == "unload":
+            send_frame(conn, {"k": "r", "result": self.unload(tuple(message["key"]))})
+        elif op == "loaded":
+            send_frame(conn, {"k": "r", "result": [[k[0], k[1], k[2].value, k[3]] for k in self._loaded]})
         elif op == "ping":
             send_frame(conn, {"k": "r", "result": {**to_wire(self.info), "jobs": self.jobs.as_dict()}})
         else:
@@ -202,9 +238,8 @@ class Worker:
     def _generate(self, conn: socket.socket, message: dict[str, Any]) -> bool:
         """Run a generation job; True when it ended because the client went away."""
         request = request_from_wire(message["request"])
-        loaded = self.model_for(message["engine"], request.model_path, Mode.COMPLETION, request.context_size)
         cancelled = PeerWatch(conn)
-        with loaded.lock:
+        with self._locked(message["engine"], request.model_path, Mode.COMPLETION, request.context_size) as loaded:
             if cancelled():
                 return True
             sender = ChunkSender(conn, self.settings.stream_flush_interval)
@@ -218,6 +253,21 @@ class Worker:
                     sender.flush()
         return cancelled.gone
 
+    @contextlib.contextmanager
+    def _locked(self, engine_name: str, model_path: str, mode: Mode, context_size: int | None):
+        """The loaded model, its lock held; loaded again if it was unloaded while the job waited."""
+        while True:
+            loaded = self.model_for(engine_name, model_path, mode, context_size)
+            with loaded.lock:
+                if not loaded.retired:
+                    try:
+                        yield loaded
+                    finally:
+                        if loaded.retired:  # unloaded while this job ran: the job frees it
+                            loaded.close()
+                    return
+            # unloaded between our lookup and our turn (and closed): look it up again
+
     def _count(self, message: dict[str, Any]) -> int:
         # No model lock: tokenising reads only the vocabulary and the template, so a count need
         # not wait behind a running generation.
@@ -227,8 +277,7 @@ class Worker:
 
     def _embed(self, conn: socket.socket, message: dict[str, Any]) -> None:
         request = embedding_request_from_wire(message["request"])
-        loaded = self.model_for(message["engine"], request.model_path, Mode.EMBEDDING, request.context_size)
-        with loaded.lock:
+        with self._locked(message["engine"], request.model_path, Mode.EMBEDDING, request.context_size) as loaded:
             result = loaded.engine.embed(request)
         send_frame(conn, {"k": "r", "result": to_wire(result)})
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+import time
 from typing import Any
 
 from dmr_core.dialects.ollama.modelinfo import read_model_info
@@ -181,20 +181,25 @@ def show_body(store: ModelStore, name: str, model: Model, num_ctx: int, verbose:
     return body
 
 
-def running_rows(store: ModelStore, workers: list[dict], context_size: Callable[[Model], int]) -> list[dict]:
-    """``/api/ps``: the models the pool has placed on a live worker (loaded, or loading now).
-
-    The pool tells which model files each worker serves, not when they were last used, so
-    ``expires_at`` is left out until it can be known.
-    """
-    by_path = {str(model.gguf_path): model for model in store.list_models()}
+def running_rows(store: ModelStore, pool: dict) -> list[dict]:
+    """``/api/ps``: the runners the pool has loaded (or is loading), with their expiry."""
+    by_id = {model.id: model for model in store.list_models()}
+    devices = {worker["index"]: worker["device"] for worker in pool["workers"]}
     rows = []
-    for worker in workers:
-        for path in worker["models"] if worker["alive"] else ():
-            if path in by_path:
-                model = by_path[path]
-                rows.append(running_row(store, model, context_size(model), worker["device"] != "cpu"))
+    for runner in pool.get("runners", ()):
+        model = by_id.get(runner["model_id"])
+        if model is not None:
+            row = running_row(store, model, runner["context_size"], devices.get(runner["slot"], "cpu") != "cpu")
+            row["expires_at"] = _expires_at(runner)
+            rows.append(row)
     return rows
+
+
+def _expires_at(runner: dict) -> str:
+    """Ollama's ``expires_at``: last use + keep-alive; far future for forever or while in use."""
+    if runner["keep_alive"] < 0 or runner["refs"] > 0:
+        return "2318-08-04T00:00:00Z" if runner["keep_alive"] < 0 else timestamp(time.time() + runner["keep_alive"])
+    return timestamp(runner["last_used"] + runner["keep_alive"])
 
 
 def running_row(store: ModelStore, model: Model, context_length: int, on_gpu: bool) -> dict[str, Any]:

@@ -85,15 +85,15 @@ def show():
 @blueprint.get("/api/ps")
 def ps():
     rt = runtime()
-    return jsonify({"models": models.running_rows(rt.store, _pool_workers(rt.pool.pool_dir), rt.context_size)})
+    return jsonify({"models": models.running_rows(rt.store, _pool_status(rt.pool.pool_dir))})
 
 
-def _pool_workers(pool_dir) -> list[dict]:
-    """The pool's workers and the models placed on each; none while the pool is down."""
+def _pool_status(pool_dir) -> dict:
+    """The pool's workers and loaded runners; none while the pool is down."""
     try:
-        return PoolClient(pool_dir, connect_timeout=PS_POOL_TIMEOUT).status()["workers"]
+        return PoolClient(pool_dir, connect_timeout=PS_POOL_TIMEOUT).status()
     except EngineUnavailable:
-        return []
+        return {"workers": [], "runners": []}
 
 
 # -- generation ----------------------------------------------------------------------------------
@@ -105,7 +105,7 @@ def chat():
     req = _parse(schema.ChatRequest)
     name = req.model_name
     capabilities = models.facts.capabilities(store(), models.find(store(), name))
-    job = translate.to_chat_request(req, name, capabilities)
+    job = translate.to_chat_request(req, name, capabilities) or translate.load_job(req)
     return _reply(name, job, ReplyMeta(name, True, timer, bool(req.logprobs)), req.stream)
 
 
@@ -115,14 +115,14 @@ def generate():
     req = _parse(schema.GenerateRequest)
     name = req.model_name
     capabilities = models.facts.capabilities(store(), models.find(store(), name))
-    job = translate.to_generate_request(req, name, capabilities)
+    job = translate.to_generate_request(req, name, capabilities) or translate.load_job(req)
     return _reply(name, job, ReplyMeta(name, False, timer, bool(req.logprobs)), req.stream)
 
 
-def _reply(name: str, job: GenerationRequest | None, meta: ReplyMeta, stream: bool | None) -> Response:
-    if job is None:
+def _reply(name: str, job: GenerationRequest, meta: ReplyMeta, stream: bool | None) -> Response:
+    if job.prompt == "" and job.sampling.max_tokens == 0:  # nothing to generate: load (or unload) only
         meta.timer.submit()
-        for _ in runtime().generate(name, None, translate.load_job()):
+        for _ in runtime().generate(name, None, job):
             pass
         return _single(translate.load_reply(meta), stream)
     meta.timer.submit()

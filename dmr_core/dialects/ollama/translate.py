@@ -31,6 +31,7 @@ from dmr_core.generation import (
     ToolSpec,
     Usage,
 )
+from dmr_core.pool.scheduler import parse_keep_alive
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # httpx's iter_lines (ollama-python) splits lines the way str.splitlines does, so these three
@@ -74,9 +75,7 @@ def unsupported_by_model(model: str, capability: str) -> InvalidRequest:
 
 
 def sampling_params(options: schema.Options | None) -> SamplingParams:
-    """The options we honour. ``num_ctx`` (and the request's ``keep_alive``) are accepted and, for
-    now, ignored: the pool sizes each model's context and keeps it loaded by its own settings.
-    Other known keys (``typical_p``, ``repeat_last_n``, ``mirostat``…) and unknown ones are
+    """The options we honour (``num_ctx`` and ``keep_alive`` go to :func:`placement`). Other known keys (``typical_p``, ``repeat_last_n``, ``mirostat``…) and unknown ones are
     ignored too, as Ollama ignores keys it does not know."""
     o = options or schema.Options()
     stop = (o.stop,) if isinstance(o.stop, str) else tuple(o.stop or ())
@@ -93,6 +92,12 @@ def sampling_params(options: schema.Options | None) -> SamplingParams:
         repeat_penalty=o.repeat_penalty,
         seed=o.seed if o.seed is not None and o.seed >= 0 else None,  # -1: random, as Ollama
     )
+
+
+def placement(req: schema.GenerationFields) -> dict[str, Any]:
+    """``num_ctx`` (a runner of that context size) and ``keep_alive`` (seconds; Ollama's forms)."""
+    num_ctx = req.options.num_ctx if req.options is not None else None
+    return {"context_size": num_ctx or None, "keep_alive": parse_keep_alive(req.keep_alive)}
 
 
 def response_format(fmt: schema.Format) -> ResponseFormat:
@@ -195,7 +200,7 @@ def to_chat_request(req: schema.ChatRequest, model: str, capabilities: frozenset
         return None
     return GenerationRequest(
         model_path="", messages=messages, sampling=sampling_params(req.options), tools=tools,
-        response_format=response_format(req.format), logprobs=_logprobs(req),
+        response_format=response_format(req.format), logprobs=_logprobs(req), **placement(req),
     )  # fmt: skip
 
 
@@ -227,7 +232,7 @@ def to_generate_request(
     if not req.prompt and not images:
         return None
     common = dict(sampling=sampling_params(req.options), response_format=response_format(req.format),
-                  logprobs=_logprobs(req))  # fmt: skip
+                  logprobs=_logprobs(req), **placement(req))  # fmt: skip
     if req.raw:
         return GenerationRequest(model_path="", prompt=req.prompt, **common)
     system = (Message("system", req.system),) if req.system else ()
@@ -395,9 +400,11 @@ def load_reply(meta: ReplyMeta) -> dict[str, Any]:
     return LineEncoder(meta).obj("", True, done_reason="load", **meta.timer.metrics(None, load=True))
 
 
-def load_job() -> GenerationRequest:
-    """A job that loads the model and generates nothing (empty raw prompt, no new tokens)."""
-    return GenerationRequest(model_path="", prompt="", sampling=SamplingParams(max_tokens=0))
+def load_job(req: schema.GenerationFields | None = None) -> GenerationRequest:
+    """A job that loads the model and generates nothing (empty raw prompt, no new tokens); with
+    ``keep_alive`` 0 it unloads the model instead (it is dropped as soon as the job ends)."""
+    where = placement(req) if req is not None else {}
+    return GenerationRequest(model_path="", prompt="", sampling=SamplingParams(max_tokens=0), **where)
 
 
 # -- embeddings ----------------------------------------------------------------------------------

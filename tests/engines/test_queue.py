@@ -1,0 +1,18 @@
+"""One loaded model runs one job at a time; at most ``max_queue`` more wait, the rest get a 503."""
+
+from dmr_core.testing import wait_until
+from tests.engines.conftest import HeldStream, InThread, chat
+
+
+def test_full_queue_is_503(server_with):
+    server = server_with(DMR_MAX_QUEUE="1")
+    running = HeldStream(server)
+    try:
+        waiting = InThread(lambda: chat(server, max_tokens=4))
+        assert wait_until(lambda: server.worker_stats()["jobs"]["running"] == 2, timeout=30)
+        refused = chat(server)
+        assert refused.status_code == 503
+        assert "too many requests queued" in refused.json()["error"]["message"]
+    finally:
+        running.close()
+    assert waiting.result().status_code == 200
