@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from dmr_llamacpp.textstream import StopStringFilter, TokenTextDecoder
+from dmr_core.textstream import StopStringFilter, TokenTextDecoder
 
 
 def run_filter(stops, pieces) -> tuple[list[str], StopStringFilter]:

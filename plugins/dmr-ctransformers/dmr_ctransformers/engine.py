@@ -26,7 +26,7 @@ from dmr_core.errors import ContextLengthExceeded, InvalidRequest, ModelLoadFail
 from dmr_core.generation import FinishReason, GenerationChunk, GenerationRequest, Mode, SamplingParams, Usage
 from dmr_core.pool.devices import physical_cores
 from dmr_ctransformers import modelfile
-from dmr_ctransformers.textstream import TokenTextDecoder
+from dmr_core.textstream import TokenTextDecoder
 
 # llama.cpp server defaults (as the llama.cpp engine uses), for parameters a request leaves unset.
 DEFAULTS = {"temperature": 0.8, "top_p": 0.95, "top_k": 40, "repeat_penalty": 1.0}

@@ -1,6 +1,6 @@
 """From the token loop's byte pieces to :class:`GenerationChunk` values.
 
-Each piece goes through UTF-8 decoding and stop strings (:mod:`dmr_llamacpp.textstream`), then,
+Each piece goes through UTF-8 decoding and stop strings (:mod:`dmr_core.textstream`), then,
 when tools are in play, the tool-call parser (:mod:`dmr_core.toolcalls`). Token log
 probabilities wait until some output can carry them, so they always ride with (or before the end
 of) the text they explain.
@@ -12,7 +12,7 @@ import dataclasses
 
 from dmr_core.generation import FinishReason, GenerationChunk, TokenLogprob, Usage
 from dmr_core.toolcalls import Parsed, ToolCallParser
-from dmr_llamacpp.textstream import TokenTextDecoder
+from dmr_core.textstream import TokenTextDecoder
 
 
 class ChunkAssembler:

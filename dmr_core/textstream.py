@@ -1,8 +1,8 @@
 """Turning a stream of token bytes into text pieces, honouring stop strings.
 
-Copied from ``dmr_llamacpp.textstream`` (plugins must not depend on each other): text that could
-be the start of a stop string is held back until it is known not to be, and stop strings are
-never part of the output, as in OpenAI's API.
+Shared by every engine (llama.cpp, ctransformers, third-party ones): tokens arrive as bytes (a UTF-8 character may span tokens),
+and text that could be the start of a stop string is held back until it is known not to be.
+Stop strings are never part of the output, as in OpenAI's API.
 """
 
 from __future__ import annotations
