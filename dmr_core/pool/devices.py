@@ -15,6 +15,8 @@ class Device:
     ``CUDA_VISIBLE_DEVICES`` is set to (empty for the CPU, which hides every GPU)."""
 
     name: str
+    #: CPU threads for this worker's engines (0 = the engine's default); see :func:`share_cpu_threads`.
+    threads: int = 0
 
     @property
     def cuda_visible(self) -> str:
@@ -28,6 +30,8 @@ class Device:
         """The environment a worker for this device starts with: pinned before Python starts."""
         env = dict(base)
         env["CUDA_VISIBLE_DEVICES"] = self.cuda_visible
+        if self.threads:
+            env["DMR_THREADS"] = str(self.threads)
         return env
 
 
@@ -54,6 +58,21 @@ def parse_devices(spec: str) -> list[Device]:
     if not devices:
         raise ValueError("no devices configured")
     return devices
+
+
+def share_cpu_threads(devices: list[Device], threads: int, cores: int) -> list[Device]:
+    """Split the physical cores between CPU workers so they never oversubscribe.
+
+    ggml's threads spin at barriers: measured on a 2-core machine, one process with 2 threads
+    decodes 91 tok/s, two such processes side by side 0.3 tok/s each, two with 1 thread 54 tok/s
+    each. So with several ``cpu`` workers each gets ``cores // n`` threads (at least 1), unless
+    ``threads`` was set explicitly.
+    """
+    cpu_workers = sum(1 for d in devices if not d.is_gpu)
+    if threads or cpu_workers < 2:
+        return devices
+    share = max(1, cores // cpu_workers)
+    return [d if d.is_gpu else Device(d.name, share) for d in devices]
 
 
 def physical_cores() -> int:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dmr_core.pool.devices import Device, parse_devices
+from dmr_core.pool.devices import Device, parse_devices, physical_cores, share_cpu_threads
 from dmr_core.pool.lifetime import die_with_parent
 from dmr_core.errors import DmrError, WorkerCrashed, error_from_dict
 from dmr_core.pool.protocol import FrameReader, ProtocolError, request_reply, send_frame
@@ -110,7 +110,7 @@ class WorkerSlot:
 class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self.pool_dir = settings.pool_path
-        devices = parse_devices(settings.devices)
+        devices = share_cpu_threads(parse_devices(settings.devices), settings.threads, physical_cores())
         self.slots = [WorkerSlot(i, device, self.pool_dir, self._worker_died) for i, device in enumerate(devices)]
         budgets = [settings.memory_budget or auto_budget(device) for device in devices]
         keep_alive = parse_keep_alive(settings.keep_alive)
