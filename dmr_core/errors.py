@@ -162,6 +162,20 @@ class EngineError(DmrError):
     code = "engine_error"
 
 
+class InsufficientMemory(DmrError):
+    """The model cannot fit the device's memory budget even with every idle model unloaded (507)."""
+
+    status = 507
+    code = "insufficient_memory"
+    kind = "server_error"
+
+
+class QueueFull(EngineUnavailable):
+    """Too many requests already wait for this model (503)."""
+
+    code = "queue_full"
+
+
 def _subclasses(cls: type[DmrError]) -> dict[str, type[DmrError]]:
     found = {cls.__name__: cls}
     for sub in cls.__subclasses__():

@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
+from dmr_core.errors import ContextLengthExceeded
 from dmr_core.generation import (
     EmbeddingRequest,
     EmbeddingResult,
     GenerationChunk,
     GenerationRequest,
     Mode,
+    SamplingParams,
 )
 
 #: Returns True once the job should stop (the client went away).
@@ -118,3 +120,16 @@ def _unsupported(engine: Engine, what: str) -> Exception:
     from dmr_core.errors import InvalidRequest
 
     return InvalidRequest(f"engine {engine.name} does not support {what}")
+
+
+def generation_budget(prompt_tokens: int, n_ctx: int, sampling: SamplingParams) -> int:
+    """How many tokens a job may generate: ``max_tokens``, capped by the room the context leaves.
+
+    :raises dmr_core.errors.ContextLengthExceeded: when the prompt alone fills the context.
+    """
+    if prompt_tokens >= n_ctx:
+        raise ContextLengthExceeded(
+            f"request ({prompt_tokens} tokens) exceeds the available context size ({n_ctx} tokens)", param="messages"
+        )
+    room = n_ctx - prompt_tokens
+    return room if sampling.max_tokens is None else min(sampling.max_tokens, room)

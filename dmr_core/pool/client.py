@@ -23,7 +23,6 @@ from dmr_core.generation import (
     chunk_from_wire,
     to_wire,
 )
-from dmr_core.pool import scheduler  # noqa: F401  (its errors must be known to error_from_dict)
 from dmr_core.pool.protocol import FrameReader, ProtocolError, request_reply, send_frame
 from dmr_core.pool.supervisor import SUPERVISOR_SOCKET
 

@@ -18,25 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dmr_core.errors import Conflict, DmrError, EngineUnavailable, InvalidRequest
+from dmr_core.errors import Conflict, EngineUnavailable, InsufficientMemory, InvalidRequest, QueueFull
 
 RunnerKey = tuple[str, str, str, int]
 #: Fraction of MemAvailable (CPU) or of the GPU's memory used when ``memory_budget`` is 0.
 AUTO_BUDGET_FRACTION = 0.8
-
-
-class InsufficientMemory(DmrError):
-    """The model cannot fit the device's memory budget even with every idle model unloaded (507)."""
-
-    status = 507
-    code = "insufficient_memory"
-    kind = "server_error"
-
-
-class QueueFull(EngineUnavailable):
-    """Too many requests already wait for this model (503)."""
-
-    code = "queue_full"
 
 
 def parse_keep_alive(value: Any) -> float | None:

@@ -2,11 +2,9 @@
 
 import pytest
 
-from dmr_core.errors import Conflict, EngineUnavailable, InvalidRequest
+from dmr_core.errors import Conflict, EngineUnavailable, InsufficientMemory, InvalidRequest, QueueFull
 from dmr_core.pool.scheduler import (
-    InsufficientMemory,
     ModelConfig,
-    QueueFull,
     RunnerSpec,
     Scheduler,
     format_keep_alive,

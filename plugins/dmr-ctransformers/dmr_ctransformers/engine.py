@@ -21,8 +21,8 @@ import ctypes
 from collections.abc import Iterator
 from pathlib import Path
 
-from dmr_core.engines.base import CancelCheck, Engine
-from dmr_core.errors import ContextLengthExceeded, InvalidRequest, ModelLoadFailed, UnsupportedParameter
+from dmr_core.engines.base import CancelCheck, Engine, generation_budget
+from dmr_core.errors import InvalidRequest, ModelLoadFailed, UnsupportedParameter
 from dmr_core.generation import FinishReason, GenerationChunk, GenerationRequest, Mode, SamplingParams, Usage
 from dmr_core.pool.devices import physical_cores
 from dmr_ctransformers import modelfile
@@ -101,13 +101,7 @@ class CTransformersEngine(Engine):
         return len(self.prompt_tokens(request))
 
     def _budget(self, size: int, sampling: SamplingParams) -> int:
-        n_ctx = self._llm.context_length
-        if size >= n_ctx:
-            raise ContextLengthExceeded(
-                f"request ({size} tokens) exceeds the available context size ({n_ctx} tokens)", param="messages"
-            )
-        room = n_ctx - size
-        return room if sampling.max_tokens is None else min(sampling.max_tokens, room)
+        return generation_budget(size, self._llm.context_length, sampling)
 
     # -- generation ----------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterator
 
 from dmr_core import toolcalls
-from dmr_core.engines.base import CancelCheck, Engine
+from dmr_core.engines.base import CancelCheck, Engine, generation_budget
 from dmr_core.errors import ContextLengthExceeded, InvalidRequest, ModelLoadFailed, UnsupportedParameter
 from dmr_core.generation import (
     EmbeddingRequest,
@@ -98,13 +98,7 @@ class LlamaCppEngine(Engine):
         return len(prompt)
 
     def _budget(self, size: int, sampling: SamplingParams) -> int:
-        n_ctx = self._llama.n_ctx()
-        if size >= n_ctx:
-            raise ContextLengthExceeded(
-                f"request ({size} tokens) exceeds the available context size ({n_ctx} tokens)", param="messages"
-            )
-        room = n_ctx - size
-        return room if sampling.max_tokens is None else min(sampling.max_tokens, room)
+        return generation_budget(size, self._llama.n_ctx(), sampling)
 
     # -- generation ----------------------------------------------------------------------------
 
