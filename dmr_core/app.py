@@ -7,6 +7,7 @@ import logging
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed as HTTPMethodNotAllowed, RequestEntityTooLarge
 
+from dmr_core import preload
 from dmr_core.dialects.registry import DialectRegistry
 from dmr_core.engines.registry import EngineRegistry
 from dmr_core.fastpath import FastPaths
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     store = ModelStore(settings.store_path)
     app.extensions["dmr"] = Runtime(settings, store, PoolClient(settings.pool_path), engines, pm.hook)
     _register_error_handler(app, dialects)
+    preload.install(app)
     app.add_url_rule("/", "root", lambda: Response("dmr is running\n", mimetype="text/plain"), methods=["GET", "HEAD"])
     pm.hook.dmr_startup(app=app)
     return app

@@ -123,14 +123,17 @@ def inspect(store_path: Path | None, name: str) -> None:
 @main.command()
 @click.option("--gguf", "gguf_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="GGUF file to package.")
+@click.option("--chat-template", "chat_template", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Jinja chat template that replaces the GGUF's own.")
 @click.option("--store", "store_path", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Model store root (default: the `store` setting).")
 @click.argument("name")
-def package(gguf_file: Path, store_path: Path | None, name: str) -> None:
+def package(gguf_file: Path, chat_template: Path | None, store_path: Path | None, name: str) -> None:
     """Package a local GGUF file into the model store as NAME (e.g. ai/smollm2:360M-Q4_K_M)."""
     store = _store(store_path)
     try:
-        model = _run(lambda: store.import_gguf(gguf_file, name))
+        model = _run(lambda: store.import_gguf(gguf_file, name, chat_template=chat_template))
     except OSError as exc:  # an unwritable or full store: say so in one line, not a traceback
         raise click.ClickException(f"cannot write to the store {store.root}: {exc.strerror or exc}") from exc
     click.echo(f"{model.id} {parse_reference(name).familiar}")

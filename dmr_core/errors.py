@@ -62,6 +62,12 @@ class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
 
 
+class RankingUnsupported(InvalidRequest):
+    """The model cannot rerank: it has no classification head (a chat or embedding model)."""
+
+    code = "model_cannot_rank"
+
+
 class NotFound(DmrError):
     """Something named by the request does not exist (404)."""
 

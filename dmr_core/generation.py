@@ -18,6 +18,7 @@ class Mode(str, enum.Enum):
 
     COMPLETION = "completion"
     EMBEDDING = "embedding"
+    RERANKING = "reranking"
 
 
 class FinishReason(str, enum.Enum):
@@ -104,6 +105,8 @@ class GenerationRequest:
     ``raw``: the prompt is sent as is, without the chat template (Ollama's ``raw``).
     ``keep_alive``: seconds the model stays loaded once idle (negative: forever, 0: unload at
     once); None for the model's configured or the server's default.
+    ``think``: reasoning on (True) or off (False) for a model whose template supports it; None
+    for the template's default. Reasoning then comes back in :attr:`GenerationChunk.reasoning`.
     """
 
     model_path: str
@@ -116,6 +119,7 @@ class GenerationRequest:
     response_format: ResponseFormat = field(default_factory=ResponseFormat)
     logprobs: int | None = None
     keep_alive: float | None = None
+    think: bool | None = None
 
     @property
     def is_chat(self) -> bool:
@@ -167,6 +171,7 @@ class GenerationChunk:
     ``text`` is content for the user; ``tool_calls`` are pieces of tool calls (never both in one
     chunk's meaning: text first, then calls); ``logprobs`` cover the tokens behind ``text``.
     ``stop_sequence``, on the last chunk, is the request's stop string that ended the job.
+    ``reasoning`` is the model's thinking (text between ``<think>`` tags), which precedes ``text``.
     """
 
     text: str = ""
@@ -175,6 +180,7 @@ class GenerationChunk:
     tool_calls: tuple[ToolCallDelta, ...] = ()
     logprobs: tuple[TokenLogprob, ...] = ()
     stop_sequence: str | None = None
+    reasoning: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +193,23 @@ class EmbeddingRequest:
 @dataclass(frozen=True, slots=True)
 class EmbeddingResult:
     vectors: tuple[tuple[float, ...], ...]
+    prompt_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class RankRequest:
+    """Score each (query, document) pair with a reranker (a cross-encoder), in order."""
+
+    model_path: str
+    pairs: tuple[tuple[str, str], ...]
+    context_size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RankResult:
+    """One relevance score per pair (higher: more relevant), in the request's order."""
+
+    scores: tuple[float, ...]
     prompt_tokens: int
 
 
@@ -222,11 +245,17 @@ def request_from_wire(data: dict[str, Any]) -> GenerationRequest:
         response_format=ResponseFormat(**data.get("response_format", {})),
         logprobs=data.get("logprobs"),
         keep_alive=data.get("keep_alive"),
+        think=data.get("think"),
     )
 
 
 def embedding_request_from_wire(data: dict[str, Any]) -> EmbeddingRequest:
     return EmbeddingRequest(data["model_path"], tuple(data["inputs"]), data.get("context_size"))
+
+
+def rank_request_from_wire(data: dict[str, Any]) -> RankRequest:
+    pairs = tuple((query, document) for query, document in data["pairs"])
+    return RankRequest(data["model_path"], pairs, data.get("context_size"))
 
 
 def chunk_to_wire(chunk: GenerationChunk) -> dict[str, Any]:
@@ -242,6 +271,8 @@ def chunk_to_wire(chunk: GenerationChunk) -> dict[str, Any]:
         data["l"] = to_wire(chunk.logprobs)
     if chunk.stop_sequence is not None:
         data["s"] = chunk.stop_sequence
+    if chunk.reasoning:
+        data["r"] = chunk.reasoning
     return data
 
 
@@ -260,5 +291,6 @@ def chunk_from_wire(data: dict[str, Any]) -> GenerationChunk:
         tool_calls=tuple(ToolCallDelta(**c) for c in data.get("c", ())),
         logprobs=tuple(_logprob_from_wire(lp) for lp in data.get("l", ())),
         stop_sequence=data.get("s"),
+        reasoning=data.get("r", ""),
     )
 

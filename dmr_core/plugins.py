@@ -23,6 +23,7 @@ DEFAULT_PLUGINS = (
     "dmr_core.dialects.anthropic",
     "dmr_core.dialects.ollama",
     "dmr_core.dialects.engines",
+    "dmr_core.dialects.rerank",
 )
 
 log = logging.getLogger(__name__)

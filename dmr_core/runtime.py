@@ -9,8 +9,16 @@ import dataclasses
 from collections.abc import Iterator
 
 from dmr_core.engines.registry import EngineRegistry
-from dmr_core.errors import EngineUnavailable
-from dmr_core.generation import EmbeddingRequest, EmbeddingResult, GenerationChunk, GenerationRequest
+from dmr_core.errors import EngineUnavailable, InvalidRequest, RankingUnsupported
+from dmr_core.generation import (
+    EmbeddingRequest,
+    EmbeddingResult,
+    GenerationChunk,
+    GenerationRequest,
+    Mode,
+    RankRequest,
+    RankResult,
+)
 from dmr_core.pool.client import PoolClient
 from dmr_core.pool.scheduler import kv_bytes_per_token
 from dmr_core.settings import Settings
@@ -75,12 +83,31 @@ class Runtime:
         engine_name, job, spec = self._job(name, engine, request)
         return self.pool.count_tokens(engine_name, job, spec)
 
+    def preload(self, name: str, engine: str | None, mode: str) -> None:
+        """Load ``name``'s runner for ``mode`` and return once it is loaded, generating nothing
+        (``X-Preload-Only``). It then idles like any runner, until its keep-alive runs out."""
+        model = self.store.resolve(name)
+        engine_name = self.engine_for(model, engine)
+        self.pool.preload(self.placement(name, model, engine_name, mode))
+
     def embed(self, name: str, engine: str | None, inputs: tuple[str, ...]) -> EmbeddingResult:
         model = self.store.resolve(name)
         engine_name = self.engine_for(model, engine)
         spec = self.placement(name, model, engine_name, "embedding")
         job = EmbeddingRequest(str(model.gguf_path), inputs, spec["default_context"])
         return self.pool.embed(engine_name, job, spec)
+
+    def rank(self, name: str, engine: str | None, pairs: tuple[tuple[str, str], ...]) -> RankResult:
+        """One relevance score per (query, document) pair, from model ``name`` loaded for reranking."""
+        model = self.store.resolve(name)
+        engine_name = self.engine_for(model, engine)
+        if Mode.RERANKING not in self.engines.get(engine_name).modes:  # say so without loading the model
+            raise InvalidRequest(f"engine {engine_name} does not support reranking", param="model")
+        spec = self.placement(name, model, engine_name, Mode.RERANKING.value)
+        try:
+            return self.pool.rank(engine_name, RankRequest(spec["model_path"], pairs, spec["default_context"]), spec)
+        except RankingUnsupported as exc:  # the engine knows why, only we know the model's name
+            raise RankingUnsupported(f"model {name} cannot rerank: {exc.message}", param="model") from None
 
 
 def _file_size(model: Model) -> int:

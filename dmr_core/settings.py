@@ -61,8 +61,12 @@ class Settings:
     #: Memory (bytes) each device may fill with loaded models; 0 = auto (80% of MemAvailable for
     #: the CPU, of the GPU's memory for a GPU). Loading past it evicts idle models (LRU).
     memory_budget: int = 0
-    #: Requests that may wait for one loaded model while it runs another; more get a 503.
+    #: Requests that may wait for one loaded model while all its parallel slots are busy; more get a 503.
     max_queue: int = 32
+    #: Requests one loaded model decodes together (llama-server's ``--parallel``); engines that
+    #: cannot batch run one at a time. Each slot gets the full context (KV memory × parallel).
+    #: 1 by default: on a 2-core CPU, batching lost aggregate throughput (docs/configuration.md).
+    parallel: int = 1
     #: How long an idle model stays loaded: ``5m``, ``30s``, ``-1`` (forever), ``0`` (unload at once).
     keep_alive: str = "5m"
     #: Log level for dmr's own loggers.

@@ -21,6 +21,8 @@ from dmr_core.generation import (
     GenerationChunk,
     GenerationRequest,
     Mode,
+    RankRequest,
+    RankResult,
     SamplingParams,
 )
 
@@ -38,10 +40,15 @@ class Availability:
 
 @dataclass(frozen=True)
 class RunnerConfig:
-    """How to load a model: context window and CPU threads (0 = engine default)."""
+    """How to load a model: context window and CPU threads (0 = engine default), and the
+    llama-server style flags ``_configure`` stored for it (checked by the engine's
+    :meth:`Engine.check_runtime_flags`)."""
 
     context_size: int = 0
     threads: int = 0
+    runtime_flags: tuple[str, ...] = ()
+    #: Generations decoded together (settings' ``parallel``, or ``--parallel N``); 1 = one at a time.
+    parallel: int = 1
 
 
 class Engine(ABC):
@@ -77,6 +84,26 @@ class Engine(ABC):
             cls._availability = cached
         return cached
 
+    @classmethod
+    def check_runtime_flags(cls, flags: tuple[str, ...]) -> None:
+        """Refuse (``InvalidRequest``) runtime flags this engine cannot apply; called at
+        ``_configure`` time so a flag is never stored and then silently ignored. Takes none by default."""
+        if flags:
+            from dmr_core.errors import InvalidRequest
+
+            raise InvalidRequest(f"engine {cls.name} takes no runtime flags", param="runtime-flags")
+
+    @property
+    def parallel(self) -> int:
+        """How many jobs this loaded model runs at once; the worker lets that many in and queues
+        the rest. 1 unless the engine decodes several sequences together."""
+        return 1
+
+    def effective_settings(self) -> dict:
+        """What the loaded model actually runs with (batch size, threads…), as the engine reports
+        it; the worker's ``ping`` lists it per loaded model. Empty when the engine says nothing."""
+        return {}
+
     @abstractmethod
     def load(self) -> None:
         """Load the model. Import heavy libraries here, not at module level.
@@ -111,6 +138,15 @@ class Engine(ABC):
     def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
         """Return one pooled, L2-normalised vector per input."""
         raise _unsupported(self, "embeddings")
+
+    def rank(self, request: RankRequest) -> RankResult:
+        """Score each (query, document) pair of ``request`` with a reranking model, in order
+        (higher is more relevant). Called on an engine loaded for :attr:`Mode.RERANKING`.
+
+        :raises dmr_core.errors.RankingUnsupported: (from :meth:`load`) for a model that cannot rank.
+        :raises dmr_core.errors.ContextLengthExceeded: for a pair that does not fit the context.
+        """
+        raise _unsupported(self, "reranking")
 
     def close(self) -> None:
         """Free the model's memory. The default drops nothing; engines holding native memory override it."""

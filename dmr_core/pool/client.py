@@ -20,6 +20,8 @@ from dmr_core.generation import (
     EmbeddingResult,
     GenerationChunk,
     GenerationRequest,
+    RankRequest,
+    RankResult,
     chunk_from_wire,
     to_wire,
 )
@@ -90,6 +92,11 @@ class PoolClient:
 
         return self._retrying(attempt)
 
+    def preload(self, spec: dict[str, Any]) -> None:
+        """Take a reference on the runner for ``spec`` (the supervisor loads it first) and let go."""
+        lease, _ = self._retrying(lambda: self._acquire(spec))
+        lease.close()
+
     # -- jobs ----------------------------------------------------------------------------------
 
     def generate(self, engine: str, request: GenerationRequest, spec: dict[str, Any] | None = None) -> Iterator[GenerationChunk]:
@@ -120,6 +127,15 @@ class PoolClient:
             raise error_from_dict(frame["error"])
         result = frame["result"]
         return EmbeddingResult(tuple(tuple(v) for v in result["vectors"]), result["prompt_tokens"])
+
+    def rank(self, engine: str, request: RankRequest, spec: dict[str, Any] | None = None) -> RankResult:
+        """One score per pair of ``request``, from a model loaded for reranking."""
+        with self._open_job(spec or _spec(engine, request, "reranking"), "rank", engine, request) as job:
+            frame = _read_or_crash(FrameReader(job.sock))
+        if frame["k"] == "e":
+            raise error_from_dict(frame["error"])
+        result = frame["result"]
+        return RankResult(tuple(result["scores"]), result["prompt_tokens"])
 
     def count_tokens(self, engine: str, request: GenerationRequest, spec: dict[str, Any] | None = None) -> int:
         """The prompt size of ``request`` in tokens (template and tools applied), without generating."""

@@ -126,13 +126,16 @@ class ModelConfig:
     context_size: int | None = None
     runtime_flags: list[str] = field(default_factory=list)
     keep_alive: float | None = None
+    #: Bytes the scheduler counts for each of the model's runners instead of its own estimate
+    #: (file size + KV cache), for models the estimate gets wrong (dmr's addition).
+    memory_estimate: int | None = None
 
     def as_go(self) -> dict[str, Any]:
-        """DMR's ``GET /engines/_configure`` row, with its Go field names."""
+        """DMR's ``GET /engines/_configure`` row, with its Go field names (``MemoryEstimate``: dmr's)."""
         keep = None if self.keep_alive is None else format_keep_alive(self.keep_alive)
         return {"Backend": self.backend, "Model": self.model, "ModelID": self.model_id, "Mode": self.mode,
                 "Config": {"ContextSize": self.context_size, "RuntimeFlags": self.runtime_flags,
-                           "KeepAlive": keep}}  # fmt: skip
+                           "KeepAlive": keep, "MemoryEstimate": self.memory_estimate}}  # fmt: skip
 
 
 @dataclass
@@ -144,6 +147,7 @@ class Runner:
     need: int
     keep_alive: float
     refs: int = 0
+    slots: int = 1  # jobs it runs at once (the engine's ``parallel``, known once loaded)
     loading: bool = True
     last_used: float = field(default_factory=time.time)
     loaded_event: threading.Event = field(default_factory=threading.Event)
@@ -175,9 +179,10 @@ class Scheduler:
     :param unload: called (with the scheduler's lock held) to make a slot's worker drop a runner."""
 
     def __init__(self, budgets: list[int], max_queue: int, default_keep_alive: float,
-                 unload: Callable[[int, RunnerKey], None]) -> None:  # fmt: skip
+                 unload: Callable[[int, RunnerKey], None], parallel: int = 1) -> None:  # fmt: skip
         self.budgets = budgets
         self.max_queue = max_queue
+        self.parallel = max(1, parallel)  # the settings' slots per model: each holds a full context of KV
         self.default_keep_alive = default_keep_alive
         self._unload = unload
         self._runners: dict[RunnerKey, Runner] = {}
@@ -204,19 +209,31 @@ class Scheduler:
             return config.keep_alive
         return self.default_keep_alive
 
+    def memory_need(self, spec: RunnerSpec, context_size: int) -> int:
+        """The model's ``_configure``d ``memory-estimate``, else file size + KV cache for ``context_size``."""
+        config = self.configs.get(spec.model_id)
+        if config is not None and config.memory_estimate is not None:
+            return config.memory_estimate
+        return spec.file_size + spec.kv_per_token * context_size * self.parallel
+
+    def runtime_flags(self, model_id: str) -> list[str]:
+        """The model's ``_configure``d runtime flags, sent with each load of its runners."""
+        config = self.configs.get(model_id)
+        return list(config.runtime_flags) if config is not None else []
+
     def acquire(self, spec: RunnerSpec) -> tuple[Runner, bool]:
         """Take a reference on the runner for ``spec``; True when it must be loaded now."""
         key = (spec.engine, spec.model_path, spec.mode, self.effective_context(spec))
         with self._lock:
             runner = self._runners.get(key)
             if runner is not None:
-                if runner.refs > self.max_queue:
+                if runner.refs >= runner.slots + self.max_queue:  # the queue counts jobs past the slots
                     raise QueueFull(f"too many requests queued for model {spec.model_name} "
                                     f"({self.max_queue} waiting); try again later")  # fmt: skip
                 runner.refs += 1
                 runner.keep_alive = self._keep_alive(spec)
                 return runner, False
-            need = spec.file_size + spec.kv_per_token * key[3]
+            need = self.memory_need(spec, key[3])
             slot = self._make_room(need, spec.model_name)
             runner = Runner(key, slot, spec.model_name, spec.model_id, need, self._keep_alive(spec), refs=1)
             self._runners[key] = runner
@@ -241,8 +258,9 @@ class Scheduler:
             self._evict(min(idle, key=lambda r: r.last_used))
         return slot
 
-    def loaded(self, runner: Runner) -> None:
+    def loaded(self, runner: Runner, slots: int = 1) -> None:
         with self._lock:
+            runner.slots = max(1, slots)
             runner.loading = False
             runner.loaded_event.set()
 

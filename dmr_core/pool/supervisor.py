@@ -115,7 +115,7 @@ class Supervisor:
         budgets = [settings.memory_budget or auto_budget(device) for device in devices]
         keep_alive = parse_keep_alive(settings.keep_alive)
         self.scheduler = Scheduler(budgets, settings.max_queue, 300.0 if keep_alive is None else keep_alive,
-                                   self._unload)  # fmt: skip
+                                   self._unload, settings.parallel)  # fmt: skip
         self._stopping = threading.Event()
 
     def start(self) -> None:
@@ -149,9 +149,13 @@ class Supervisor:
         finally:
             self.scheduler.flush()  # evicted runners leave before the new one loads
         if not fresh:
+            # Another request is loading it: wait for that load, as DMR does (X-Preload-Only's
+            # 200 then means loaded). Set by loaded() or failed(), whatever happens to the load.
+            runner.loaded_event.wait()
             return runner
         load = {"op": "load", "engine": runner.engine, "model_path": runner.key[1], "mode": runner.mode,
-                "context_size": runner.context_size}  # fmt: skip
+                "context_size": runner.context_size,
+                "runtime_flags": self.scheduler.runtime_flags(runner.model_id)}  # fmt: skip
         try:
             reply = self._call_worker(runner.slot, load)
             if reply.get("k") == "e":
@@ -161,7 +165,7 @@ class Supervisor:
             if isinstance(exc, (OSError, ProtocolError)):
                 raise WorkerCrashed(f"the inference worker exited while loading the model: {exc}") from None
             raise
-        self.scheduler.loaded(runner)
+        self.scheduler.loaded(runner, int(reply.get("result") or 1))  # the worker answers its slot count
         return runner
 
     def _call_worker(self, slot: int, message: dict[str, Any]) -> dict[str, Any]:

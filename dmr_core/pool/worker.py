@@ -2,8 +2,8 @@
 
 Started by the supervisor as ``python -m dmr_core.pool.worker``, with ``CUDA_VISIBLE_DEVICES``
 already in its environment, so no engine import can see another device. Each client connection
-carries one job; jobs for the same loaded model run one at a time (they queue, never cut each
-other off), and a job stops within one token once its client disconnects. What is loaded is
+carries one job; a loaded model runs as many jobs at once as its engine's ``parallel`` (they decode
+together; more queue, never cut each other off), and a job stops within one token once its client disconnects. What is loaded is
 decided by the supervisor's scheduler: it sends ``load`` and ``unload`` (a job for a model that is
 not loaded still loads it, so the worker never refuses work).
 """
@@ -28,6 +28,7 @@ from dmr_core.generation import (
     Mode,
     chunk_to_wire,
     embedding_request_from_wire,
+    rank_request_from_wire,
     request_from_wire,
     to_wire,
 )
@@ -70,32 +71,47 @@ class PeerWatch:
 
 
 class ChunkSender:
-    """Sends chunks, coalescing text produced within ``interval`` seconds into one frame."""
+    """Sends chunks, coalescing text (and reasoning) produced within ``interval`` seconds into one
+    frame. Reasoning precedes text within a frame, so reasoning that follows text starts a new one."""
 
     def __init__(self, conn: socket.socket, interval: float) -> None:
         self._conn = conn
         self._interval = interval
         self._pending: list[str] = []
+        self._reasoning: list[str] = []
         self._last = 0.0
 
     def add(self, chunk) -> None:
+        if chunk.reasoning and any(self._pending):
+            self.flush()
         if chunk.finish_reason is None and chunk.usage is None and not chunk.tool_calls and not chunk.logprobs:
             self._pending.append(chunk.text)
+            if chunk.reasoning:
+                self._reasoning.append(chunk.reasoning)
             now = time.monotonic()
             if now - self._last >= self._interval:
-                self._send({"k": "c", "t": "".join(self._pending)}, now)
+                self._send(self._frame(), now)
             return
         frame = chunk_to_wire(chunk)
         frame["t"] = "".join(self._pending) + frame["t"]
+        if reasoning := "".join(self._reasoning) + chunk.reasoning:
+            frame["r"] = reasoning
         frame["k"] = "c"
         self._send(frame, time.monotonic())
 
     def flush(self) -> None:
-        if self._pending:
-            self._send({"k": "c", "t": "".join(self._pending)}, time.monotonic())
+        if self._pending or self._reasoning:
+            self._send(self._frame(), time.monotonic())
+
+    def _frame(self) -> dict[str, Any]:
+        frame = {"k": "c", "t": "".join(self._pending)}
+        if self._reasoning:
+            frame["r"] = "".join(self._reasoning)
+        return frame
 
     def _send(self, frame: dict[str, Any], now: float) -> None:
         self._pending.clear()
+        self._reasoning.clear()
         self._last = now
         self._conn.sendall(encode_frame(frame))
 
@@ -121,19 +137,46 @@ class JobStats:
 
 
 class LoadedModel:
-    """An engine instance plus the lock that makes its jobs take turns."""
+    """An engine instance plus the slots that bound how many of its jobs run at once
+    (``engine.parallel``; one makes them take turns)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.lock = threading.Lock()
+        self.slots = threading.Semaphore(max(1, engine.parallel))
+        self._state = threading.Lock()  # guards running / retired / closed
+        self.running = 0
         #: Unloaded: a job that still reaches it loads the model again instead.
         self.retired = False
         self.closed = False
 
+    def enter(self) -> bool:
+        """Take a running place (a slot is held); False if the model was retired meanwhile."""
+        with self._state:
+            if not self.retired:
+                self.running += 1
+        return not self.retired
+
+    def leave(self) -> None:
+        """The job is over; the last one out of a retired model frees it (unload never waits)."""
+        with self._state:
+            self.running -= 1
+            last = self.retired and self.running == 0
+        if last:
+            self.close()
+
+    def retire(self) -> None:
+        """Unloaded: freed now if idle, else by its last job."""
+        with self._state:
+            self.retired = True
+            idle = self.running == 0
+        if idle:
+            self.close()
+
     def close(self) -> None:
-        """Free the engine (with :attr:`lock` held), once."""
-        if not self.closed:
-            self.closed = True
+        """Free the engine, once (no job runs on it by then)."""
+        with self._state:
+            closing, self.closed = not self.closed, True
+        if closing:
             self.engine.close()
 
 
@@ -144,6 +187,9 @@ class Worker:
         self.engines = EngineRegistry()
         get_plugin_manager().hook.dmr_register_engines(registry=self.engines)
         self._loaded: dict[tuple, LoadedModel] = {}
+        #: The ``_configure``d runtime flags of each key, from the supervisor's last ``load`` of it:
+        #: a job that finds its model unloaded loads it again with the same flags.
+        self._runtime_flags: dict[tuple, tuple[str, ...]] = {}
         self.jobs = JobStats()
         self._load_lock = threading.Lock()
 
@@ -165,19 +211,22 @@ class Worker:
             loaded = self._loaded.pop((engine_name, model_path, Mode(mode), context_size), None)
         if loaded is None:
             return False
-        loaded.retired = True
         # Never wait for a job here: one still finishing closes the model itself when it is done.
-        if loaded.lock.acquire(timeout=1.0):
-            try:
-                loaded.close()
-            finally:
-                loaded.lock.release()
+        loaded.retire()
         log.info("unloaded %s (%s, %s)", model_path, engine_name, mode)
         return True
 
+    def loaded_settings(self) -> list[dict[str, Any]]:
+        """Each loaded model and what its engine reports running with (``ping``: tests, status)."""
+        return [{"model_path": key[1], "mode": key[2].value, "context_size": key[3],
+                 "runtime_flags": list(self._runtime_flags.get(key, ())), "settings": loaded.engine.effective_settings()}
+                for key, loaded in list(self._loaded.items()) if not loaded.closed]  # fmt: skip
+
     def _load(self, engine_name: str, model_path: str, mode: Mode, context_size: int | None) -> Engine:
         engine_cls = self.engines.get(engine_name)
-        config = RunnerConfig(context_size=context_size or 0, threads=self.settings.threads)
+        flags = self._runtime_flags.get((engine_name, model_path, mode, context_size), ())
+        config = RunnerConfig(context_size=context_size or 0, threads=self.settings.threads, runtime_flags=flags,
+                              parallel=self.settings.parallel)  # fmt: skip
         engine = engine_cls(model_path, mode, config)
         started = time.monotonic()
         try:
@@ -207,19 +256,22 @@ class Worker:
 
     def _dispatch(self, conn: socket.socket, message: dict[str, Any]) -> None:
         op = message.get("op")
-        if op in ("generate", "embed"):
+        if op in ("generate", "embed", "rank"):
             self._run_job(conn, message)
         elif op == "count":
             send_frame(conn, {"k": "r", "result": self._count(message)})
         elif op == "load":
-            self.model_for(message["engine"], message["model_path"], Mode(message["mode"]), message["context_size"])
-            send_frame(conn, {"k": "r", "result": True})
+            key = (message["engine"], message["model_path"], Mode(message["mode"]), message["context_size"])
+            self._runtime_flags[key] = tuple(message.get("runtime_flags") or ())
+            # The reply says how many jobs the model runs at once: the scheduler's queue bound counts past them.
+            send_frame(conn, {"k": "r", "result": self.model_for(*key).engine.parallel})
         elif op == "unload":
             send_frame(conn, {"k": "r", "result": self.unload(tuple(message["key"]))})
         elif op == "loaded":
             send_frame(conn, {"k": "r", "result": [[k[0], k[1], k[2].value, k[3]] for k in self._loaded]})
         elif op == "ping":
-            send_frame(conn, {"k": "r", "result": {**to_wire(self.info), "jobs": self.jobs.as_dict()}})
+            send_frame(conn, {"k": "r", "result": {**to_wire(self.info), "jobs": self.jobs.as_dict(),
+                                                   "models": self.loaded_settings()}})  # fmt: skip
         else:
             raise EngineError(f"unknown pool operation {op!r}")
 
@@ -230,7 +282,7 @@ class Worker:
             if message["op"] == "generate":
                 outcome = "cancelled" if self._generate(conn, message) else "completed"
             else:
-                self._embed(conn, message)
+                (self._rank if message["op"] == "rank" else self._embed)(conn, message)
                 outcome = "completed"
         finally:
             self.jobs.end(outcome)
@@ -255,18 +307,17 @@ class Worker:
 
     @contextlib.contextmanager
     def _locked(self, engine_name: str, model_path: str, mode: Mode, context_size: int | None):
-        """The loaded model, its lock held; loaded again if it was unloaded while the job waited."""
+        """The loaded model, one of its slots held; loaded again if it was unloaded while the job waited."""
         while True:
             loaded = self.model_for(engine_name, model_path, mode, context_size)
-            with loaded.lock:
-                if not loaded.retired:
+            with loaded.slots:
+                if loaded.enter():
                     try:
                         yield loaded
                     finally:
-                        if loaded.retired:  # unloaded while this job ran: the job frees it
-                            loaded.close()
+                        loaded.leave()
                     return
-            # unloaded between our lookup and our turn (and closed): look it up again
+            # unloaded between our lookup and our turn: look it up again
 
     def _count(self, message: dict[str, Any]) -> int:
         # No model lock: tokenising reads only the vocabulary and the template, so a count need
@@ -279,6 +330,12 @@ class Worker:
         request = embedding_request_from_wire(message["request"])
         with self._locked(message["engine"], request.model_path, Mode.EMBEDDING, request.context_size) as loaded:
             result = loaded.engine.embed(request)
+        send_frame(conn, {"k": "r", "result": to_wire(result)})
+
+    def _rank(self, conn: socket.socket, message: dict[str, Any]) -> None:
+        request = rank_request_from_wire(message["request"])
+        with self._locked(message["engine"], request.model_path, Mode.RERANKING, request.context_size) as loaded:
+            result = loaded.engine.rank(request)
         send_frame(conn, {"k": "r", "result": to_wire(result)})
 
     @staticmethod

@@ -90,11 +90,13 @@ class ModelStore:
 
     # Writing -----------------------------------------------------------------------------------
 
-    def import_gguf(self, path: Path | str | Sequence[Path | str], tag: str, *, mmproj: Path | str | None = None) -> Model:
-        """Package local GGUF file(s) (shards in order) and an optional projector, tagged ``tag``."""
+    def import_gguf(self, path: Path | str | Sequence[Path | str], tag: str, *, mmproj: Path | str | None = None,
+                    chat_template: Path | str | None = None) -> Model:  # fmt: skip
+        """Package local GGUF file(s) (shards in order), an optional projector and an optional chat
+        template (a Jinja file), tagged ``tag``."""
         from dmr_core.store.packaging import import_gguf
 
-        return import_gguf(self, path, tag, mmproj=mmproj)
+        return import_gguf(self, path, tag, mmproj=mmproj, chat_template=chat_template)
 
     def add_artifact(self, manifest_bytes: bytes, tag: str | None = None) -> Model:
         """List the model ``manifest_bytes`` describes (its id is their sha256), tagged ``tag`` if given.

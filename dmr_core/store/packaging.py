@@ -1,4 +1,5 @@
-"""Packaging local files as a model: GGUF (one file or shards, in order) plus an optional projector.
+"""Packaging local files as a model: GGUF (one file or shards, in order) plus an optional projector
+and an optional chat template (a Jinja file that overrides the GGUF's own).
 
 The files are copied into blobs outside the store lock (they may be large), each under a
 flock-held ``*.tmp`` name; the config blob, the manifest and the bundle are written, and the index
@@ -29,7 +30,7 @@ COPY_CHUNK = 1 << 20
 
 
 def import_gguf(store: ModelStore, path: Path | str | Sequence[Path | str], tag: str, *,
-                mmproj: Path | str | None = None) -> Model:  # fmt: skip
+                mmproj: Path | str | None = None, chat_template: Path | str | None = None) -> Model:  # fmt: skip
     """Package ``path`` (a GGUF file, or every shard in order) as a model tagged ``tag``."""
     # gguf pulls in numpy (~0.2 s): only writers pay for it, web workers just list and resolve.
     from dmr_core.store.ggufinfo import read_gguf_config
@@ -43,6 +44,8 @@ def import_gguf(store: ModelStore, path: Path | str | Sequence[Path | str], tag:
     layers = [store_file(store, shard, mediatypes.GGUF_LAYER) for shard in shards]
     if mmproj is not None:
         layers.append(store_file(store, Path(mmproj), mediatypes.MMPROJ_LAYER))
+    if chat_template is not None:
+        layers.append(store_file(store, Path(chat_template), mediatypes.CHAT_TEMPLATE_LAYER))
     with store.write_lock():
         entries = store.read_entries()
         entry = _entry_with_layers(entries, layers) or _write_artifact(store, config, layers)

@@ -104,3 +104,20 @@ def test_expiry():
     sched.release(runner)
     assert sched.expire(runner.last_used + 1) == 0
     assert sched.expire(runner.last_used + 2.1) == 1 and unloaded == ["a"]
+
+
+def test_the_queue_bound_counts_jobs_past_the_parallel_slots():
+    sched, _ = scheduler(max_queue=1)
+    first, _ = sched.acquire(spec("a"))
+    sched.loaded(first, slots=3)  # the worker answered the load: its engine runs 3 jobs at once
+    for _ in range(3):  # two more running (3 slots) and one waiting (max_queue 1)
+        sched.acquire(spec("a"))
+    with pytest.raises(QueueFull):
+        sched.acquire(spec("a"))
+    sched.release(first)
+    sched.acquire(spec("a"))  # one finished: room for one again
+
+
+def test_each_parallel_slot_counts_a_full_context_of_kv_cache():
+    sched = Scheduler([10_000], 1, 300.0, lambda slot, key: None, parallel=4)
+    assert sched.memory_need(spec("a", ctx=100), 100) == 100 + 1 * 100 * 4

@@ -184,8 +184,10 @@ def test_thinking_is_accepted_and_thinking_blocks_are_dropped(server, sdk):
         {"role": "user", "content": "Bye"},
     ]  # fmt: skip
     request = job(server, sdk, messages=messages, thinking={"type": "enabled", "budget_tokens": 1024}, max_tokens=2048)
-    assert request.messages[1] == Message("assistant", "Hello!")
-    assert job(server, sdk, thinking={"type": "disabled"}).messages == (Message("user", "Hello"),)
+    assert request.messages[1] == Message("assistant", "Hello!") and request.think is True
+    disabled = job(server, sdk, thinking={"type": "disabled"})
+    assert disabled.messages == (Message("user", "Hello"),) and disabled.think is False
+    assert job(server, sdk).think is None  # the model's default; reasoning is not shown
 
 
 # -- requests: tools -----------------------------------------------------------------------------
@@ -415,6 +417,37 @@ def test_empty_stream_still_has_a_text_block():
         "message_start", "content_block_start", "ping", "content_block_stop", "message_delta", "message_stop"
     ]
     assert events[0][1]["message"]["usage"]["input_tokens"] == 4
+
+
+def thinking_chunks() -> list[GenerationChunk]:
+    return [GenerationChunk(reasoning="Let me see. "), GenerationChunk("Hel", reasoning="Easy."), GenerationChunk("lo"),
+            GenerationChunk("", FinishReason.STOP, Usage(9, 5))]  # fmt: skip
+
+
+def test_thinking_blocks_only_when_enabled():
+    message = strict(SdkMessage, translate.message_response(MODEL, thinking_chunks(), thinking=True))
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    assert (message.content[0].thinking, message.content[0].signature) == ("Let me see. Easy.", "")
+    assert message.content[1].text == "Hello"
+    plain = strict(SdkMessage, translate.message_response(MODEL, thinking_chunks()))
+    assert [(b.type, b.text) for b in plain.content] == [("text", "Hello")]  # split off, not shown
+
+
+def test_thinking_streams_before_the_text(server, sdk):
+    events = parse_sse(list(translate.stream_events(MODEL, iter(thinking_chunks()), thinking=True)))
+    for name, data in events:
+        if name != "ping":
+            strict(RawMessageStreamEvent, data)
+    deltas = [(d["index"], d["delta"]["type"]) for n, d in events if n == "content_block_delta"]
+    assert deltas == [(0, "thinking_delta"), (0, "thinking_delta"), (0, "signature_delta"),
+                      (1, "text_delta"), (1, "text_delta")]  # fmt: skip
+    server.reply = (200, "text/event-stream", "".join(translate.stream_events(MODEL, iter(thinking_chunks()), True)))
+    with sdk.messages.stream(model=MODEL, max_tokens=16, messages=USER) as stream:
+        message = stream.get_final_message()
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    assert message.content[0].thinking == "Let me see. Easy." and message.content[1].text == "Hello"
+    hidden = parse_sse(stream_of(thinking_chunks()))
+    assert [d["content_block"]["type"] for n, d in hidden if n == "content_block_start"] == ["text"]
 
 
 def test_sdk_reads_our_stream(server, sdk):

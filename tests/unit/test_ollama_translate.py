@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from dmr_core.dialects.ollama import models, progress, schema, translate
 from dmr_core.dialects.ollama.modelinfo import read_model_info
 from dmr_core.distribution.progress import LayerProgress, ProgressEvent
-from dmr_core.errors import EngineError, InvalidRequest, UnsupportedParameter
+from dmr_core.errors import EngineError, InvalidRequest
 from dmr_core.generation import (
     FinishReason,
     GenerationChunk,
@@ -211,9 +211,13 @@ def test_tools_need_a_tools_model(fake, client):
 def test_think(fake, client):
     with pytest.raises(InvalidRequest, match='"ai/smollm2" does not support thinking'):
         chat_job(fake, client, think=True)
-    assert chat_job(fake, client, think=False).messages  # "don't think" is what this model does
-    with pytest.raises(UnsupportedParameter, match="think"):
-        chat_job(fake, client, EVERYTHING, think="high")
+    assert chat_job(fake, client, think=False).think is None  # "don't think" is what this model does
+    assert chat_job(fake, client, EVERYTHING, think="high").think is True  # levels turn it on
+    assert chat_job(fake, client, EVERYTHING, think=False).think is False
+    assert chat_job(fake, client, EVERYTHING).think is None  # the model's default
+    assert generate_job(fake, client, EVERYTHING, think=True).think is True
+    with pytest.raises(InvalidRequest, match='"ai/smollm2" does not support thinking'):
+        generate_job(fake, client, think=True)
 
 
 def test_logprobs(fake, client):
@@ -315,6 +319,29 @@ def test_whole_reply_equals_stream(fake, client):
     parsed = client.chat(model=MODEL, messages=[{"role": "user", "content": "x"}], stream=False)
     assert parsed.message.content == "Hello" and parsed.done and parsed.done_reason == "stop"
     assert parsed.eval_count == 3
+
+
+def thinking_chunks() -> list[GenerationChunk]:
+    return [GenerationChunk(reasoning="Hmm, "), GenerationChunk(reasoning="2+2.", text="It is"), *chunks(" 4.")]
+
+
+def test_thinking_streams_in_its_own_field(fake, client):
+    parts = read_back(fake, client, "".join(translate.stream_lines(meta(), thinking_chunks())))
+    assert "".join(p.message.thinking or "" for p in parts) == "Hmm, 2+2."
+    assert "".join(p.message.content for p in parts) == "It is 4."
+    assert parts[0].message.thinking and not parts[0].message.content  # reasoning comes first
+    parts = read_back(fake, client, "".join(translate.stream_lines(meta(chat=False), thinking_chunks())), chat=False)
+    assert "".join(p.thinking or "" for p in parts) == "Hmm, 2+2." and "".join(p.response for p in parts) == "It is 4."
+
+
+def test_thinking_in_whole_replies(fake, client):
+    reply = translate.whole_reply(meta(), thinking_chunks())
+    fake.responder = lambda path, req: ("application/json", json.dumps(reply))
+    parsed = client.chat(model=MODEL, messages=[{"role": "user", "content": "x"}], stream=False)
+    assert (parsed.message.thinking, parsed.message.content) == ("Hmm, 2+2.", "It is 4.")
+    assert "thinking" not in translate.whole_reply(meta(), chunks("Hi"))["message"]  # none: no field
+    reply = translate.whole_reply(meta(chat=False), thinking_chunks())
+    assert (reply["thinking"], reply["response"]) == ("Hmm, 2+2.", "It is 4.")
 
 
 def test_tool_calls_are_whole_objects(fake, client):

@@ -541,6 +541,30 @@ def test_sdk_reads_our_chat_response(server, sdk):
     assert completion.usage.completion_tokens == 3
 
 
+def thinking_chunks():
+    return [GenerationChunk(reasoning="Hmm. "), GenerationChunk("Hi", reasoning="Easy."), *chunks(" there")]
+
+
+def test_reasoning_content_only_when_there_is_reasoning(server, sdk):
+    body = translate.chat_response(meta(), thinking_chunks())
+    message = strict(ChatCompletion, json.loads(json.dumps(body))).choices[0].message
+    assert message.content == "Hi there" and body["choices"][0]["message"]["reasoning_content"] == "Hmm. Easy."
+    assert "reasoning_content" not in translate.chat_response(meta(), chunks("Hi"))["choices"][0]["message"]
+    answer_with(server, lambda body: translate.chat_response(meta(), thinking_chunks()))
+    completion = sdk.chat.completions.create(model=MODEL, messages=USER)  # strict: extra fields are allowed
+    assert completion.choices[0].message.reasoning_content == "Hmm. Easy."
+
+
+def test_reasoning_streams_as_reasoning_content_deltas(server, sdk):
+    bodies = chat_stream(thinking_chunks())
+    deltas = [b["choices"][0]["delta"] for b in bodies[1:-1]]
+    assert deltas == [{"reasoning_content": "Hmm. "}, {"reasoning_content": "Easy."}, {"content": "Hi"},
+                      {"content": " there"}]  # fmt: skip
+    stream_with(server, lambda body: translate.chat_stream_events(meta(), thinking_chunks(), False))
+    received = list(sdk.chat.completions.create(model=MODEL, messages=USER, stream=True))
+    assert "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in received) == "Hmm. Easy."
+
+
 def test_sdk_reads_our_completion_response(server, sdk):
     answer_with(server, lambda body: translate.completion_response(meta("cmpl"), chunks("1, 2")))
     completion = sdk.completions.create(model=MODEL, prompt="0, ")

@@ -38,9 +38,10 @@ def runtime():
 def messages(engine: str | None = None):
     req = parse(schema.MessagesRequest)
     chunks = runtime().generate(req.model, engine, translate.to_request(req))
+    thinking = translate.shows_thinking(req)
     if not req.stream:
-        return jsonify(translate.message_response(req.model, chunks))
-    events = translate.stream_events(req.model, chunks)
+        return jsonify(translate.message_response(req.model, chunks, thinking))
+    events = translate.stream_events(req.model, chunks, thinking)
     rid = request_id()
     return stream_response(guarded(events, lambda error: stream_error(error, rid)), "text/event-stream")
 

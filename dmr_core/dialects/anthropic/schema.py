@@ -143,6 +143,14 @@ class TextOut(BaseModel):
     text: str
 
 
+class ThinkingOut(BaseModel):
+    """The model's reasoning; dmr has no signature to give (llama.cpp sends "" too)."""
+
+    type: Literal["thinking"] = "thinking"
+    thinking: str
+    signature: str = ""
+
+
 class ToolUseOut(BaseModel):
     type: Literal["tool_use"] = "tool_use"
     id: str
@@ -155,7 +163,7 @@ class MessageOut(BaseModel):
     type: Literal["message"] = "message"
     role: Literal["assistant"] = "assistant"
     model: str
-    content: list[TextOut | ToolUseOut]
+    content: list[ThinkingOut | TextOut | ToolUseOut]
     stop_reason: StopReason | None
     stop_sequence: str | None = None
     usage: Usage

@@ -185,6 +185,19 @@ def _tools(req: schema.MessagesInput) -> tuple[ToolSpec, ...]:
     return tuple(_tool_spec(tool, i) for i, tool in enumerate(req.tools or ()))
 
 
+def shows_thinking(req: schema.MessagesInput) -> bool:
+    """Reasoning is shown (as ``thinking`` blocks) only to a request that enabled it."""
+    return req.thinking is not None and req.thinking.type in ("enabled", "adaptive")
+
+
+def _think(req: schema.MessagesInput) -> bool | None:
+    """The reasoning switch: ``enabled`` on, ``disabled`` off, none given the model's default
+    (reasoning is then still split off the text, and not shown)."""
+    if req.thinking is None:
+        return None
+    return shows_thinking(req)
+
+
 def to_request(req: schema.MessagesRequest) -> GenerationRequest:
     tools = _tools(req)
     sampling = SamplingParams(
@@ -193,7 +206,7 @@ def to_request(req: schema.MessagesRequest) -> GenerationRequest:
     )  # fmt: skip
     return GenerationRequest(
         model_path="", messages=to_messages(req), sampling=sampling, tools=tools,
-        tool_choice=_tool_choice(req.tool_choice, tools), response_format=_response_format(req),
+        tool_choice=_tool_choice(req.tool_choice, tools), response_format=_response_format(req), think=_think(req),
     )  # fmt: skip
 
 
@@ -201,8 +214,9 @@ def to_count_request(req: schema.CountTokensRequest) -> GenerationRequest:
     """The prompt ``count_tokens`` measures: the same messages and tools as a real request."""
     tools = _tools(req)
     return GenerationRequest(
-        model_path="", messages=to_messages(req), tools=tools, tool_choice=_tool_choice(req.tool_choice, tools)
-    )
+        model_path="", messages=to_messages(req), tools=tools, tool_choice=_tool_choice(req.tool_choice, tools),
+        think=_think(req),
+    )  # fmt: skip
 
 
 # -- responses -----------------------------------------------------------------------------------
@@ -244,17 +258,18 @@ class _CallBuffer:
     arguments: list[str] = field(default_factory=list)
 
 
-def _collect(chunks: Iterable[GenerationChunk]) -> tuple[str, list[_CallBuffer], GenerationChunk]:
-    texts, calls, last = [], {}, GenerationChunk()
+def _collect(chunks: Iterable[GenerationChunk]) -> tuple[str, str, list[_CallBuffer], GenerationChunk]:
+    texts, thoughts, calls, last = [], [], {}, GenerationChunk()
     for chunk in chunks:
         texts.append(chunk.text)
+        thoughts.append(chunk.reasoning)
         for piece in chunk.tool_calls:
             call = calls.setdefault(piece.index, _CallBuffer())
             call.id = call.id or piece.id
             call.name = call.name or piece.name or ""
             call.arguments.append(piece.arguments)
         last = chunk
-    return "".join(texts), [calls[i] for i in sorted(calls)], last
+    return "".join(texts), "".join(thoughts), [calls[i] for i in sorted(calls)], last
 
 
 def _usage(usage: Usage | None) -> schema.Usage:
@@ -274,11 +289,14 @@ def _complete_calls(calls: list, last: GenerationChunk) -> list:
         return calls[:-1]
 
 
-def message_response(model: str, chunks: Iterable[GenerationChunk]) -> dict:
-    text, calls, last = _collect(chunks)
+def message_response(model: str, chunks: Iterable[GenerationChunk], thinking: bool = False) -> dict:
+    """The whole reply; with ``thinking``, the reasoning (if any) as a first ``thinking`` block."""
+    text, thought, calls, last = _collect(chunks)
     calls = _complete_calls(calls, last)
-    content: list[schema.TextOut | schema.ToolUseOut] = []
-    if text or not calls:
+    content: list[schema.ThinkingOut | schema.TextOut | schema.ToolUseOut] = []
+    if thinking and thought:
+        content.append(schema.ThinkingOut(thinking=thought))
+    if text or not (calls or content):  # an empty reply still has its (empty) text block
         content.append(schema.TextOut(text=text))
     for call in calls:
         arguments = tool_input("".join(call.arguments), call.name)
@@ -311,9 +329,10 @@ class StreamWriter:
     the text escaped in.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, thinking: bool = False) -> None:
+        self.thinking = thinking  # show reasoning as thinking blocks
         self.index = -1  # the open block's index, or the last one's
-        self.open: str | None = None  # "text", "tool" or None
+        self.open: str | None = None  # "thinking", "text", "tool" or None
         self.call_index: int | None = None  # the internal index of the open tool call
         self.called_tools = False
         self.started_any = False
@@ -329,10 +348,20 @@ class StreamWriter:
             self.started_any = True
 
     def close(self) -> Iterator[str]:
+        if self.open == "thinking":  # the signature comes just before the block's end
+            yield self._delta({"type": "signature_delta", "signature": ""})
         if self.open is not None:
             yield event("content_block_stop", {"type": "content_block_stop", "index": self.index})
             self.open = None
             self.call_index = None
+
+    def _delta(self, delta: dict) -> str:
+        return event("content_block_delta", {"type": "content_block_delta", "index": self.index, "delta": delta})
+
+    def reasoning(self, text: str) -> Iterator[str]:
+        if self.open != "thinking":
+            yield from self._start("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+        yield self._delta({"type": "thinking_delta", "thinking": text})
 
     def text(self, text: str) -> Iterator[str]:
         if self.open != "text":
@@ -354,6 +383,8 @@ class StreamWriter:
             yield event("content_block_delta", {"type": "content_block_delta", "index": self.index, "delta": delta})
 
     def chunk(self, chunk: GenerationChunk) -> Iterator[str]:
+        if chunk.reasoning and self.thinking:
+            yield from self.reasoning(chunk.reasoning)
         if chunk.text:
             yield from self.text(chunk.text)
         for piece in chunk.tool_calls:
@@ -381,13 +412,14 @@ def _message_start(model: str, input_tokens: int) -> str:
     return event("message_start", {"type": "message_start", "message": message})
 
 
-def stream_events(model: str, chunks: Iterable[GenerationChunk]) -> Iterator[str]:
+def stream_events(model: str, chunks: Iterable[GenerationChunk], thinking: bool = False) -> Iterator[str]:
     """The SSE events of a streamed reply, in the order the SDK insists on.
 
     ``message_start`` needs the prompt's token count. The runtime hands us the first chunk
     already computed; its ``usage`` gives the count when the engine reports it there (or when
     the job is already over). Otherwise it is only known at the end, and ``message_delta``
-    carries it (clients take that value over the start's).
+    carries it (clients take that value over the start's). With ``thinking``, reasoning streams
+    as a ``thinking`` block before the text.
     """
     iterator = iter(chunks)
     try:
@@ -396,7 +428,7 @@ def stream_events(model: str, chunks: Iterable[GenerationChunk]) -> Iterator[str
             raise EngineError("the engine ended the job without a final chunk")
         input_tokens = first.usage.prompt_tokens if first.usage else 0
         yield _message_start(model, input_tokens)
-        writer = StreamWriter()
+        writer = StreamWriter(thinking)
         chunk = first
         while True:
             yield from writer.chunk(chunk)

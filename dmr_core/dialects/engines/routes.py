@@ -10,12 +10,14 @@ import importlib.metadata
 import importlib.util
 import os
 import re
+import shlex
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from dmr_core.bytesize import parse_size
 from dmr_core.dialects.wire import json_body
 from dmr_core.errors import InvalidRequest
 from dmr_core.pool.scheduler import format_keep_alive, parse_keep_alive
@@ -34,6 +36,7 @@ ALLOWED_FLAGS = frozenset({
     "--rope-freq-scale", "--parallel", "-np", "--cont-batching", "--no-cont-batching", "--jinja",
     "--reasoning-budget", "--reasoning-format", "--split-mode", "-sm", "--main-gpu", "-mg",
     "--tensor-split", "-ts", "--defrag-thold", "--keep", "--n-predict", "-n", "--verbose", "-v",
+    "--no-kv-offload", "-nkvo",
 })  # fmt: skip
 
 
@@ -165,12 +168,16 @@ def configure(engine: str | None = None):
     model = rt.store.resolve(name)
     backend = rt.engine_for(model, engine)
     mode = str(body.get("mode") or "completion")
-    if mode not in ("completion", "embedding"):
+    if mode not in ("completion", "embedding", "reranking"):
         raise InvalidRequest(f"unsupported mode {mode!r}")
-    context = _context_size(body.get("context-size"))
+    flags = _runtime_flags(body)
+    rt.engines.get(backend).check_runtime_flags(tuple(flags))  # 400 for flags it cannot apply
+    # The context-size field wins over a --ctx-size flag; the flag alone sets the configured size.
+    context = _context_size(body.get("context-size")) if "context-size" in body else _flag_context_size(flags)
     keep_alive = parse_keep_alive(body.get("keep_alive"))
     config = {"backend": backend, "model": name, "model_id": model.id, "mode": mode, "context_size": context,
-              "runtime_flags": _runtime_flags(body), "keep_alive": keep_alive}  # fmt: skip
+              "runtime_flags": flags, "keep_alive": keep_alive,
+              "memory_estimate": _memory_estimate(body.get("memory-estimate"))}  # fmt: skip
     spec = rt.placement(name, model, backend, mode)
     supervisor("configure", config=config, spec=spec)
     return Response(status=202)
@@ -184,11 +191,31 @@ def _context_size(value: Any) -> int | None:
     return value if value > 0 else None  # -1: back to the model's own
 
 
+def _memory_estimate(value: Any) -> int | None:
+    """Bytes to count for the model instead of its own estimate; -1 (or null) goes back to that."""
+    return None if value is None or value == -1 else parse_size(value, "memory-estimate")
+
+
+def _flag_context_size(flags: list[str]) -> int | None:
+    """The last ``--ctx-size``/``-c`` value among ``flags`` (the engine has checked it is a number)."""
+    size = None
+    for i, flag in enumerate(flags):
+        name, inline, value = flag.partition("=")
+        if name in ("--ctx-size", "-c") and (inline or i + 1 < len(flags)):
+            size = _context_size(int(value if inline else flags[i + 1]))
+    return size
+
+
 def _runtime_flags(body: dict) -> list[str]:
     flags = body.get("runtime-flags")
     raw = body.get("raw-runtime-flags")
-    if flags is None and isinstance(raw, str):
-        flags = raw.split()
+    if raw is not None and not isinstance(raw, str):
+        raise InvalidRequest("raw-runtime-flags must be a string")
+    if flags is None and raw is not None:
+        try:
+            flags = shlex.split(raw)  # DMR's raw form: one command-line string, quoting allowed
+        except ValueError as exc:
+            raise InvalidRequest(f"invalid raw-runtime-flags: {exc}") from None
     if flags is None:
         return []
     if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):

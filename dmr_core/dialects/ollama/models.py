@@ -6,15 +6,18 @@ for a model id, since the store is content-addressed, so it is cached per id.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from dmr_core.dialects.ollama.modelinfo import read_model_info
 from dmr_core.dialects.ollama.translate import dumps, timestamp
 from dmr_core.errors import DmrError, ModelNotFound
+from dmr_core.reasoning import template_supports_thinking
 from dmr_core.store import mediatypes
 from dmr_core.store.layout import Model, ModelStore
 from dmr_core.store.references import familiar_name
@@ -24,7 +27,6 @@ log = logging.getLogger(__name__)
 _HF_REGISTRY, _HF_ALIAS = "huggingface.co/", "hf.co/"
 #: Order in which Ollama lists capabilities.
 _CAPABILITY_ORDER = ("completion", "tools", "vision", "embedding", "insert", "thinking")
-_THINKING_MARKERS = ("<think>", "enable_thinking", "reasoning_content")
 _FIM_KEYS = ("tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id")
 
 
@@ -51,7 +53,21 @@ def _gguf(model: Model) -> dict[str, str]:
 
 
 def template(model: Model) -> str:
+    """The chat template engines use: the bundle's ``template.jinja`` if any, else the GGUF's."""
+    path = model.chat_template_path
+    if path is not None:
+        return _read_template(path)
     return _gguf(model).get("tokenizer.chat_template", "")
+
+
+@functools.lru_cache(maxsize=64)
+def _read_template(path: Path) -> str:
+    """Bundles are content-addressed: a path's text never changes."""
+    try:
+        return path.read_text(errors="replace")
+    except OSError as exc:
+        log.warning("cannot read the chat template %s: %s", path, exc)
+        return ""
 
 
 def details(model: Model) -> dict[str, Any]:
@@ -100,7 +116,7 @@ class ModelFacts:
             # Every chat model can call tools in dmr: natively when its template renders tools,
             # else through dmr's generic <tool_call> format (see dmr_core.toolcalls).
             found.add("tools")
-        if any(marker in text for marker in _THINKING_MARKERS):
+        if template_supports_thinking(text):
             found.add("thinking")
         if any(key in _gguf(model) for key in _FIM_KEYS):
             found.add("insert")

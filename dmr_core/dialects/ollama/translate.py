@@ -175,21 +175,21 @@ def _logprobs(req: schema.GenerationFields) -> int | None:
     return top if req.logprobs else None
 
 
-def _check_think(req: schema.GenerationFields, model: str, capabilities: frozenset[str]) -> None:
+def _think(req: schema.GenerationFields, model: str, capabilities: frozenset[str]) -> bool | None:
+    """``think`` as a switch (the levels low/medium/high/max turn it on); False asks nothing of a
+    model that cannot think, anything else is Ollama's 400 for such a model."""
     if req.think is None:
-        return
+        return None
     if "thinking" not in capabilities:
         if req.think is not False:
             raise unsupported_by_model(model, "thinking")
-        return
-    # The internal request has no reasoning switch, and reasoning text would come back inside
-    # ``content`` instead of ``message.thinking``: refuse rather than pretend.
-    raise UnsupportedParameter("'think' is not supported by dmr yet", param="think")
+        return None
+    return req.think is not False
 
 
 def to_chat_request(req: schema.ChatRequest, model: str, capabilities: frozenset[str]) -> GenerationRequest | None:
     """The job for ``/api/chat``; ``None`` when ``messages`` is empty (load the model only)."""
-    _check_think(req, model, capabilities)
+    think = _think(req, model, capabilities)
     tools = tool_specs(req.tools)
     if tools and "tools" not in capabilities:
         raise unsupported_by_model(model, "tools")
@@ -200,7 +200,7 @@ def to_chat_request(req: schema.ChatRequest, model: str, capabilities: frozenset
         return None
     return GenerationRequest(
         model_path="", messages=messages, sampling=sampling_params(req.options), tools=tools,
-        response_format=response_format(req.format), logprobs=_logprobs(req), **placement(req),
+        response_format=response_format(req.format), logprobs=_logprobs(req), think=think, **placement(req),
     )  # fmt: skip
 
 
@@ -226,7 +226,7 @@ def to_generate_request(
     req: schema.GenerateRequest, model: str, capabilities: frozenset[str]
 ) -> GenerationRequest | None:
     """The job for ``/api/generate``; ``None`` when there is no prompt (load the model only)."""
-    _check_think(req, model, capabilities)
+    think = _think(req, model, capabilities)
     _check_generate(req, model, capabilities)
     images = _images(req.images, "images")
     if not req.prompt and not images:
@@ -237,7 +237,7 @@ def to_generate_request(
         return GenerationRequest(model_path="", prompt=req.prompt, **common)
     system = (Message("system", req.system),) if req.system else ()
     messages = (*system, Message("user", req.prompt or "", images=images))
-    return GenerationRequest(model_path="", messages=messages, **common)
+    return GenerationRequest(model_path="", messages=messages, think=think, **common)
 
 
 # -- replies -------------------------------------------------------------------------------------
@@ -351,14 +351,19 @@ class LineEncoder:
             return line(self.obj(text, logprobs=[_logprob(lp) for lp in logprobs]))
         return self._head + timestamp() + self._body + dumps(text) + self._tail
 
-    def obj(self, text: str, done: bool = False, tool_calls: list | None = None, **extra: Any) -> dict[str, Any]:
+    def obj(self, text: str, done: bool = False, tool_calls: list | None = None, thinking: str = "",
+            **extra: Any) -> dict[str, Any]:  # fmt: skip
         reply: dict[str, Any] = {"model": self.meta.model, "created_at": timestamp()}
         if self.meta.chat:
             reply["message"] = {"role": "assistant", "content": text}
+            if thinking:
+                reply["message"]["thinking"] = thinking
             if tool_calls:
                 reply["message"]["tool_calls"] = tool_calls
         else:
             reply["response"] = text
+            if thinking:
+                reply["thinking"] = thinking
         reply["done"] = done
         reply.update(extra)
         return reply
@@ -372,6 +377,8 @@ def stream_lines(meta: ReplyMeta, chunks: Iterable[GenerationChunk]) -> Iterator
     enc, calls = LineEncoder(meta), ToolCallAssembler()
     last = GenerationChunk()
     for chunk in chunks:
+        if chunk.reasoning:
+            yield line(enc.obj("", thinking=chunk.reasoning))
         if chunk.text:
             yield enc.text(chunk.text, chunk.logprobs)
         if chunk.tool_calls and (whole := calls.add(chunk.tool_calls)):
@@ -384,15 +391,16 @@ def stream_lines(meta: ReplyMeta, chunks: Iterable[GenerationChunk]) -> Iterator
 
 def whole_reply(meta: ReplyMeta, chunks: Iterable[GenerationChunk]) -> dict[str, Any]:
     enc, calls = LineEncoder(meta), ToolCallAssembler()
-    texts, tool_calls, logprobs, last = [], [], [], GenerationChunk()
+    texts, thoughts, tool_calls, logprobs, last = [], [], [], [], GenerationChunk()
     for chunk in chunks:
         texts.append(chunk.text)
+        thoughts.append(chunk.reasoning)
         tool_calls += calls.add(chunk.tool_calls)
         logprobs += [_logprob(lp) for lp in chunk.logprobs]
         last = chunk
     tool_calls += calls.finish()
     extra = {"logprobs": logprobs} if meta.logprobs else {}
-    return enc.final(last, "".join(texts), tool_calls, **extra)
+    return enc.final(last, "".join(texts), tool_calls, thinking="".join(thoughts), **extra)
 
 
 def load_reply(meta: ReplyMeta) -> dict[str, Any]:

@@ -113,6 +113,8 @@ class AssistantMessage(BaseModel):
     content: str | None
     refusal: None = None
     tool_calls: list[ToolCall] | None = Field(default=None, exclude_if=lambda calls: calls is None)
+    #: The model's thinking, as llama.cpp's server reports it; only there when there was some.
+    reasoning_content: str | None = Field(default=None, exclude_if=lambda text: not text)
 
 
 class ChatChoice(BaseModel):

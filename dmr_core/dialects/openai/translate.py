@@ -150,12 +150,14 @@ class Reply:
     """A whole job: its text, its tool calls (pieces joined), log probabilities and last chunk."""
 
     text: str = ""
+    reasoning: str = ""
     calls: dict[int, schema.ToolCall] = field(default_factory=dict)
     logprobs: list[TokenLogprob] = field(default_factory=list)
     last: GenerationChunk = field(default_factory=GenerationChunk)
 
     def add(self, chunk: GenerationChunk) -> None:
         self.text += chunk.text
+        self.reasoning += chunk.reasoning
         self.logprobs.extend(chunk.logprobs)
         for piece in chunk.tool_calls:
             if piece.index not in self.calls:
@@ -175,7 +177,8 @@ def chat_response(meta: ResponseMeta, chunks: Iterable[GenerationChunk]) -> dict
     reply = collect(chunks)
     calls = [reply.calls[i] for i in sorted(reply.calls)]
     # With tool calls and no text, content is null (not ""), as OpenAI sends it.
-    message = schema.AssistantMessage(content=reply.text or (None if calls else ""), tool_calls=calls or None)
+    message = schema.AssistantMessage(content=reply.text or (None if calls else ""), tool_calls=calls or None,
+                                      reasoning_content=reply.reasoning or None)  # fmt: skip
     choice = schema.ChatChoice(message=message, finish_reason=_finish(reply.last.finish_reason),
                                logprobs=chat_logprobs(reply.logprobs) if meta.logprobs else None)  # fmt: skip
     return schema.ChatCompletion(
@@ -255,6 +258,8 @@ def chat_stream_events(meta: ResponseMeta, chunks: Iterable[GenerationChunk], in
     enc = StreamEncoder(meta, "chat.completion.chunk", "delta", include_usage)
     yield enc.frame([_delta_choice({"role": "assistant", "content": ""})])
     for chunk in chunks:
+        if chunk.reasoning:
+            yield enc.frame([_delta_choice({"reasoning_content": chunk.reasoning})])
         if chunk.logprobs and meta.logprobs:
             yield enc.frame([_delta_choice({"content": chunk.text}, chat_logprobs(chunk.logprobs))])
         elif chunk.text:

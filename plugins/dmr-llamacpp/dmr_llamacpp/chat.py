@@ -4,7 +4,8 @@ The template is rendered with jinja2 as llama.cpp and Hugging Face do (llama-cpp
 ``Jinja2ChatFormatter``). Whether it has tool syntax is found by rendering a probe tool and looking
 for its name in the output (what llama.cpp's template-capability check does), never by model
 name. A tool-aware template gets ``tools`` and OpenAI-shaped tool turns; any other template gets
-:mod:`dmr_core.toolcalls`' generic format.
+:mod:`dmr_core.toolcalls`' generic format. A thinking template gets ``enable_thinking`` (when the
+request sets ``think``), and its replies go through :class:`dmr_core.reasoning.ReasoningSplitter`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dmr_core import toolcalls
+from dmr_core import reasoning, toolcalls
 from dmr_core.errors import InvalidRequest
 from dmr_core.generation import GenerationRequest, ToolSpec
 
@@ -27,6 +28,8 @@ class ChatTemplate:
     def __init__(self, formatter: Any) -> None:
         self._formatter = formatter
         self.native_tools = self._renders_tools()
+        self.thinking = reasoning.template_supports_thinking(getattr(formatter, "template", ""))
+        self._opens: dict[bool | None, bool] = {}  # think -> the generation prompt opens <think>
 
     @classmethod
     def from_model(cls, llama: Any, model_path: str) -> ChatTemplate | None:
@@ -68,11 +71,33 @@ class ChatTemplate:
             section = toolcalls.system_section(request.tools, request.tool_choice)
             messages = toolcalls.with_system_section(messages, section)
         try:
-            rendered = self._formatter(messages=messages, tools=tools)
+            rendered = self._formatter(messages=messages, tools=tools, **_think_args(request.think))
         except Exception as exc:  # templates raise_exception() on turn orders they do not accept
             why = f"the model's chat template cannot render these messages: {exc}"
             raise InvalidRequest(why, param="messages") from exc
         return rendered.prompt + prefill, rendered.added_special
+
+
+    def splitter(self, request: GenerationRequest) -> reasoning.ReasoningSplitter | None:
+        """What splits reasoning off this request's reply; None when there is none to split."""
+        if not self.thinking or request.think is False or not request.is_chat:
+            return None
+        opened = reasoning.ends_inside_reasoning(_prefill(request.messages), self._opens_reasoning(request.think))
+        return reasoning.ReasoningSplitter(opened)
+
+    def _opens_reasoning(self, think: bool | None) -> bool:
+        """Whether the generation prompt leaves ``<think>`` open (the reply then starts inside it)."""
+        if think not in self._opens:
+            try:
+                prompt = self._formatter(messages=[{"role": "user", "content": "hi"}], **_think_args(think)).prompt
+            except Exception:
+                prompt = ""
+            self._opens[think] = reasoning.ends_inside_reasoning(prompt)
+        return self._opens[think]
+
+
+def _think_args(think: bool | None) -> dict:
+    return {} if think is None else {"enable_thinking": think}
 
 
 def _prefill(messages) -> str:

@@ -1,12 +1,14 @@
 """The llama.cpp engine: llama-cpp-python's ``Llama`` driven token by token.
 
-We run our own loop over ``Llama.generate()`` instead of ``create_completion(stream=True)``
-because we need exact token counts in streamed usage, stop strings that never leak into the
-output, cancellation within one token, and no quadratic re-detokenisation per token.
+Tokens come from our own decode loop (:mod:`dmr_llamacpp.batch`, which decodes the requests of
+``parallel`` slots together) instead of ``create_completion(stream=True)`` because we need exact
+token counts in streamed usage, stop strings that never leak into the output, cancellation within
+one token, and no quadratic re-detokenisation per token.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import random
@@ -22,52 +24,87 @@ from dmr_core.generation import (
     GenerationChunk,
     GenerationRequest,
     Mode,
+    RankRequest,
+    RankResult,
     SamplingParams,
     Usage,
 )
 from dmr_core.pool.devices import physical_cores
 from dmr_core.toolcalls import ToolCallParser
-from dmr_llamacpp import grammar, vision
+from dmr_llamacpp import flags, grammar, ranking, vision
 from dmr_llamacpp.chat import ChatTemplate
 from dmr_llamacpp.output import ChunkAssembler
 
 # llama.cpp server defaults, used when a request leaves a parameter unset.
 DEFAULTS = {"temperature": 0.8, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}
+#: llama.cpp's pooling per mode: a mean vector for embeddings, the classification head's scores
+#: for reranking (completion leaves it to the model).
+POOLING = {Mode.EMBEDDING: "LLAMA_POOLING_TYPE_MEAN", Mode.RERANKING: "LLAMA_POOLING_TYPE_RANK"}
 
 
 class LlamaCppEngine(Engine):
     name = "llama.cpp"
     formats = frozenset({"gguf"})
-    modes = frozenset({Mode.COMPLETION, Mode.EMBEDDING})
+    modes = frozenset({Mode.COMPLETION, Mode.EMBEDDING, Mode.RERANKING})
     requires = ("llama_cpp",)
+
+    @classmethod
+    def check_runtime_flags(cls, runtime_flags: tuple[str, ...]) -> None:
+        flags.check(runtime_flags)  # see flags.py: each flag maps to a Llama/sampling setting, or 400
 
     def load(self) -> None:
         import llama_cpp  # heavy: only in the inference worker, only when a model loads
 
         from dmr_llamacpp.sampler import LogprobReader, SamplerChain  # numpy
 
+        self.config = flags.runner_config(self.config)  # --parallel
+        self._sampling_defaults = flags.sampling_defaults(self.config.runtime_flags)
         threads = self.config.threads or physical_cores()
-        embedding = self.mode is Mode.EMBEDDING
+        embedding = self.mode in (Mode.EMBEDDING, Mode.RERANKING)
+        if self.mode is Mode.RERANKING:
+            ranking.check_classifier(self.model_path)
         try:
-            self._llama = llama_cpp.Llama(
+            self._llama = llama_cpp.Llama(**flags.llama_kwargs(
+                self.config.runtime_flags,
                 model_path=self.model_path,
                 n_ctx=self.config.context_size or 0,
                 n_threads=threads,
                 n_threads_batch=threads,
                 n_gpu_layers=-1,
                 embedding=embedding,
-                pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN if embedding else llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED,
+                pooling_type=getattr(llama_cpp, POOLING.get(self.mode, "LLAMA_POOLING_TYPE_UNSPECIFIED")),
                 verbose=False,
-            )
+            ))  # fmt: skip
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadFailed(f"llama.cpp could not load {self.model_path}: {exc}") from exc
         self._is_eog = lambda token: llama_cpp.llama_vocab_is_eog(self._llama._model.vocab, token)
         self._template = None if embedding else ChatTemplate.from_model(self._llama, self.model_path)
         projector = None if embedding else vision.projector_path(self.model_path)
         self._projector = vision.Projector(self._llama, projector, threads) if projector else None
-        # Llama.generate() builds its sampler through this hook; ours can also run lazy grammars.
-        self._llama._init_sampler = SamplerChain(self._llama)
+        self._chains = SamplerChain(self._llama)
         self._logprobs = LogprobReader(self._llama)
+        self._n_ctx = self._llama.n_ctx()
+        self._decoder = self._batch_decoder() if self.mode is Mode.COMPLETION else None
+        self._ranker = ranking.Ranker(self._llama) if self.mode is Mode.RERANKING else None
+
+    @property
+    def parallel(self) -> int:
+        return max(1, self.config.parallel) if self.mode is Mode.COMPLETION else 1
+
+    def _batch_decoder(self):
+        from dmr_llamacpp.batch import BatchDecoder, widen_context
+
+        self._n_ctx = widen_context(self._llama, self.parallel)  # each sequence: the configured size
+        return BatchDecoder(self._llama, self.parallel, self._is_eog, self._logprobs, self._projector)
+
+    def effective_settings(self) -> dict:
+        """Read back from the loaded ``Llama``, so ``runtime-flags`` can be seen to have applied."""
+        llama, context = self._llama, self._llama.context_params
+        return {"n_ctx": llama.n_ctx(), "n_batch": llama.n_batch, "n_ubatch": context.n_ubatch,
+                "n_threads": llama.n_threads, "n_threads_batch": llama.n_threads_batch,
+                "type_k": context.type_k, "type_v": context.type_v, "offload_kqv": bool(context.offload_kqv),
+                "flash_attn_type": context.flash_attn_type, "n_gpu_layers": llama.model_params.n_gpu_layers,
+                "load_mode": llama.model_params.load_mode, "sampling_defaults": self._sampling_defaults}  # fmt: skip
 
     # -- prompts -------------------------------------------------------------------------------
 
@@ -98,43 +135,62 @@ class LlamaCppEngine(Engine):
         return len(prompt)
 
     def _budget(self, size: int, sampling: SamplingParams) -> int:
-        return generation_budget(size, self._llama.n_ctx(), sampling)
+        budget = generation_budget(size, self._n_ctx, sampling)
+        if size == 0 and budget > 0:  # no token to take logits from (a model without BOS, "")
+            raise InvalidRequest("the prompt is empty (it has no tokens)", param="prompt")
+        return budget
 
     # -- generation ----------------------------------------------------------------------------
 
     def generate(self, request: GenerationRequest, cancelled: CancelCheck) -> Iterator[GenerationChunk]:
+        request = flags.with_sampling_defaults(request, self._sampling_defaults)  # --temp, --seed…
         prompt = self.prompt_tokens(request)
         try:
             budget = self._budget(len(prompt), request.sampling)
             plan = grammar.plan_for(request)
             # The prompt's size, before it is evaluated: Anthropic's message_start needs it first.
             yield GenerationChunk(usage=Usage(len(prompt), 0))
-            tokens = prompt if isinstance(prompt, list) else self._projector.evaluate(prompt)
-            yield from self._decode(request, tokens, budget, plan, cancelled)
+            yield from self._decode(request, prompt, budget, plan, cancelled)
         finally:
             _close(prompt)
 
-    def _decode(self, request: GenerationRequest, prompt: list[int], budget: int, plan, cancelled: CancelCheck):
-        seed = request.sampling.seed
-        self._llama.set_seed(seed if seed is not None else random.getrandbits(32))
-        tools = ToolCallParser(request.tool_choice.parallel) if toolcalls.enabled(request) else None
-        output = ChunkAssembler(request.sampling.stop, tools)
+    def _decode(self, request: GenerationRequest, prompt, budget: int, plan, cancelled: CancelCheck):
+        output = self.assembler(request)
         produced, finish = 0, FinishReason.LENGTH
-        sampler = self._sampler_args(request.sampling)
-        for token in self._llama.generate(prompt, grammar=plan, **sampler) if budget > 0 else ():
-            if self._is_eog(token):
-                finish = FinishReason.STOP
-                break
-            produced += 1
-            logprob = None if request.logprobs is None else self._logprobs.read(token, request.logprobs)
-            chunk = output.add(self._llama._model.detokenize([token]), logprob)
-            if chunk is not None:
-                yield chunk
-            reason = _stop_reason(output.stopped, produced >= budget, cancelled)
-            if reason is not None:
-                finish = reason
-                break
+        with contextlib.closing(self._tokens(request, prompt, budget, plan, cancelled)) as tokens:
+            for token, logprob in tokens:
+                if self._is_eog(token):
+                    finish = FinishReason.STOP
+                    break
+                produced += 1
+                chunk = output.add(self._llama._model.detokenize([token]), logprob)
+                if chunk is not None:
+                    yield chunk
+                reason = _stop_reason(output.stopped, produced >= budget, cancelled)
+                if reason is not None:
+                    finish = reason
+                    break
+            else:  # the decoder never ended it: the client left while it waited for a token
+                finish = FinishReason.CANCELLED if cancelled() else finish
         yield output.finish(finish, Usage(len(prompt), produced))
+
+    def _tokens(self, request: GenerationRequest, prompt, budget: int, plan, cancelled: CancelCheck):
+        """``(token, logprob)`` pairs from the batch decoder, decoded alongside other requests."""
+        if budget <= 0:
+            return
+        from dmr_llamacpp.batch import SequenceJob
+
+        seed = request.sampling.seed
+        chain = self._chains(**self._sampler_args(request.sampling), grammar=plan,
+                             seed=seed if seed is not None else random.getrandbits(32))  # fmt: skip
+        with self._decoder.sequence(SequenceJob(prompt, chain, budget, request.logprobs)) as sequence:
+            yield from self._decoder.tokens(sequence, cancelled)
+
+    def assembler(self, request: GenerationRequest) -> ChunkAssembler:
+        """Turns this request's token pieces into chunks: stop strings, tool calls, reasoning."""
+        tools = ToolCallParser(request.tool_choice.parallel) if toolcalls.enabled(request) else None
+        reasoning = self._template.splitter(request) if self._template is not None else None
+        return ChunkAssembler(request.sampling.stop, tools, reasoning)
 
     @staticmethod
     def _sampler_args(sampling: SamplingParams) -> dict:
@@ -167,7 +223,15 @@ class LlamaCppEngine(Engine):
             tokens += count
         return EmbeddingResult(tuple(vectors), tokens)
 
+    # -- reranking -----------------------------------------------------------------------------
+
+    def rank(self, request: RankRequest) -> RankResult:
+        return self._ranker.rank(request)  # see ranking.py; loaded in Mode.RERANKING only
+
     def close(self) -> None:
+        decoder = getattr(self, "_decoder", None)
+        if decoder is not None:
+            decoder.close()  # its thread uses the context: first
         projector = getattr(self, "_projector", None)
         if projector is not None:
             projector.close()  # before the model it was built on

@@ -1,12 +1,12 @@
 """What happens to the logits of each step: our sampler chain, and log probabilities.
 
-``Llama.generate()`` builds its sampler through ``Llama._init_sampler``; :class:`SamplerChain`
-replaces that on our instance so a grammar can be *lazy* (llama-cpp-python only wires eager
-ones). The chain is the same as llama-cpp-python's otherwise: penalties, grammar, then greedy or
+:class:`SamplerChain` builds one chain per sequence (the batch decoder samples each sequence with
+its own), taking ``Llama._init_sampler``'s keywords, and can run a *lazy* grammar (llama-cpp-python
+only wires eager ones). The chain is the same as llama-cpp-python's otherwise: penalties, grammar, then greedy or
 top-k / typical / top-p / min-p / temperature / seeded draw.
 
 Log probabilities come from the raw logits of the step that chose the token, which llama.cpp
-keeps for the last evaluated position in every decode: no ``logits_all`` (a full vocabulary row
+keeps for every position a decode asked logits for (one row per sequence in a batch): no ``logits_all`` (a full vocabulary row
 copied per prompt token), and no cost at all for requests that do not ask for them.
 """
 
@@ -27,7 +27,7 @@ class SamplerChain:
         self._llama = llama
 
     def __call__(self, *, temp, top_k, top_p, min_p, typical_p=1.0, repeat_penalty, frequency_penalty,
-                 presence_penalty, grammar=None, **_unused):  # fmt: skip
+                 presence_penalty, grammar=None, seed=None, **_unused):  # fmt: skip
         from llama_cpp import _internals
 
         chain = _internals.LlamaSampler()
@@ -43,7 +43,7 @@ class SamplerChain:
         chain.add_top_p(top_p, 1)
         chain.add_min_p(min_p, 1)
         chain.add_temp(temp)
-        chain.add_dist(self._llama._seed)
+        chain.add_dist(self._llama._seed if seed is None else seed)  # each sequence its own seed
         return chain
 
     def _add_grammar(self, chain, plan) -> None:
@@ -65,23 +65,24 @@ class SamplerChain:
 
 
 class LogprobReader:
-    """``read(token, top)``: the chosen token's log probability and the ``top`` most likely."""
+    """``read(token, top, row)``: the chosen token's log probability and the ``top`` most likely,
+    from the logits ``row`` of the last decode (the sampled sequence's; -1: the last one)."""
 
     def __init__(self, llama: Any) -> None:
         self._llama = llama
         self._n_vocab = llama.n_vocab()
         self._pieces: dict[int, tuple[str, tuple[int, ...]]] = {}
 
-    def read(self, token: int, top: int) -> TokenLogprob:
-        logprobs = self._logprobs()
+    def read(self, token: int, top: int, row: int = -1) -> TokenLogprob:
+        logprobs = self._logprobs(row)
         text, raw = self._piece(token)
         return TokenLogprob(text, float(logprobs[token]), raw, self._top(logprobs, top))
 
-    def _logprobs(self) -> np.ndarray:
+    def _logprobs(self, row: int) -> np.ndarray:
         import llama_cpp
 
-        row = llama_cpp.llama_get_logits_ith(self._llama._ctx.ctx, -1)
-        logits = np.ctypeslib.as_array(row, shape=(self._n_vocab,))
+        logits = llama_cpp.llama_get_logits_ith(self._llama._ctx.ctx, row)
+        logits = np.ctypeslib.as_array(logits, shape=(self._n_vocab,))
         peak = logits.max()
         return logits - (peak + np.log(np.exp(logits - peak).sum()))
 

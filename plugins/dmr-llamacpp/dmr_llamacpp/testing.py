@@ -23,14 +23,22 @@ WIDTH, FEED_FORWARD, HEADS = 32, 64, 4
 
 def write_tiny_projector(path: Path | str, text_embedding: int, seed: int = 0) -> Path:
     """Write an mmproj GGUF whose output has ``text_embedding`` dimensions (576 for SmolLM2-135M)."""
+    def describe(writer) -> None:
+        for key, value in _hyperparameters(text_embedding).items():
+            add = {bool: writer.add_bool, int: writer.add_uint32, float: writer.add_float32, str: writer.add_string,
+                   list: writer.add_array}[type(value)]  # fmt: skip
+            add(key, value)
+
+    return write_gguf(path, "clip", describe, _tensors(text_embedding, np.random.default_rng(seed)))
+
+
+def write_gguf(path: Path | str, arch: str, describe, tensors: dict[str, np.ndarray]) -> Path:
+    """Write a GGUF file: ``describe(writer)`` adds the metadata, then the tensors follow."""
     import gguf
 
-    writer = gguf.GGUFWriter(str(path), "clip")
-    for key, value in _hyperparameters(text_embedding).items():
-        add = {bool: writer.add_bool, int: writer.add_uint32, float: writer.add_float32, str: writer.add_string,
-               list: writer.add_array}[type(value)]  # fmt: skip
-        add(key, value)
-    for name, tensor in _tensors(text_embedding, np.random.default_rng(seed)).items():
+    writer = gguf.GGUFWriter(str(path), arch)
+    describe(writer)
+    for name, tensor in tensors.items():
         writer.add_tensor(name, tensor)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
@@ -88,3 +96,6 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 def data_url(image: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(image).decode()}"
+
+
+# -- a tiny cross-encoder ------------------------------------------------------------------------

@@ -79,21 +79,15 @@ class Projector:
             for bitmap in bitmaps:
                 self._mtmd.mtmd_bitmap_free(bitmap)
 
-    def evaluate(self, prompt: MediaPrompt) -> list[int]:
-        """Fill the context with the prompt; returns ids ``Llama.generate()`` takes as fully cached."""
-        llama = self._llama
-        llama.reset()
-        llama._ctx.kv_cache_clear()
+    def evaluate(self, prompt: MediaPrompt, seq_id: int) -> int:
+        """Evaluate the prompt into sequence ``seq_id`` (emptied by the caller) from position 0,
+        the last position's logits kept for sampling; returns the positions it fills."""
         end = ctypes.c_int32(0)  # llama_pos
-        status = self._mtmd.mtmd_helper_eval_chunks(self._ctx, llama._ctx.ctx, prompt.chunks, 0, 0, llama.n_batch,
-                                                    True, ctypes.byref(end))  # fmt: skip
+        status = self._mtmd.mtmd_helper_eval_chunks(self._ctx, self._llama._ctx.ctx, prompt.chunks, 0, seq_id,
+                                                    self._llama.n_batch, True, ctypes.byref(end))  # fmt: skip
         if status != 0:
             raise InvalidRequest(f"llama.cpp could not evaluate the images (status {status})", param="messages")
-        # Image positions hold no token id: -1 keeps a later prompt from matching them as cached.
-        llama.n_tokens = end.value
-        llama.input_ids[: end.value] = -1
-        llama._requires_eval = False
-        return [-1] * end.value
+        return end.value
 
     def _bitmap(self, url: str, index: int) -> Any:
         data = _image_bytes(url)

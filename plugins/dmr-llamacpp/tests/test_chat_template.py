@@ -99,3 +99,18 @@ def test_a_bundle_template_overrides_the_gguf_template(tmp_path):
     assert bundled.render(GenerationRequest("m", messages=(Message("user", "Hi"),)))[0] == "[user] Hi\n"
     plain = ChatTemplate.from_model(_FakeLlama(), str(tmp_path / "elsewhere" / "model.gguf"))
     assert plain.render(GenerationRequest("m", messages=(Message("user", "Hi"),)))[0].startswith("<|im_start|>user")
+
+
+def test_a_thinking_template_gets_enable_thinking_and_says_where_replies_start():
+    from dmr_core.testing import THINKING_TEMPLATE
+
+    thinking, ask = template(THINKING_TEMPLATE), (Message("user", "2+2?"),)
+    assert thinking.thinking and not template(PLAIN).thinking
+    on, off, default = (GenerationRequest("m", messages=ask, think=think) for think in (True, False, None))
+    assert thinking.render(on)[0].endswith("<|im_start|>assistant\n<think>\n")
+    assert thinking.render(off)[0].endswith("<think>\n\n</think>\n\n")
+    assert thinking.splitter(on).feed("so 4</think>4") == ("so 4", "4")  # the reply starts inside <think>
+    assert thinking.splitter(default).feed("so 4</think>4") == ("so 4", "4")
+    assert thinking.splitter(off) is None and template(PLAIN).splitter(on) is None
+    prefilled = GenerationRequest("m", messages=(*ask, Message("assistant", "Sum.</think>The answer:")))
+    assert thinking.splitter(prefilled).feed(" 4") == ("", " 4")  # the prefill closed the reasoning

@@ -48,3 +48,33 @@ def test_text_after_a_call_stops_generation():
     out = ChunkAssembler((), ToolCallParser())
     feed(out, [CALL, " and now some chatter"])
     assert out.stopped
+
+
+def test_reasoning_is_split_off_and_stops_apply_to_the_text_only():
+    from dmr_core.reasoning import ReasoningSplitter
+
+    out = ChunkAssembler(("STOP",), reasoning=ReasoningSplitter(opened=True))
+    chunks = feed(out, ["No STOP ", "here.</th", "ink>\n", "Yes", " STOP and more"])
+    assert [(c.reasoning, c.text) for c in chunks] == [("No STOP ", ""), ("here.", ""), ("", "Yes"), ("", " ")]
+    assert out.stopped
+    last = out.finish(FinishReason.STOP, Usage(1, 5))
+    assert last.stop_sequence == "STOP" and (last.reasoning, last.text) == ("", "")
+
+
+def test_tool_calls_after_reasoning_are_parsed_from_the_text():
+    from dmr_core.reasoning import ReasoningSplitter
+
+    out = ChunkAssembler((), ToolCallParser(), ReasoningSplitter())
+    chunks = feed(out, ["<think>I should call f.", "</think>\n", CALL[:20], CALL[20:]])
+    last = out.finish(FinishReason.STOP, Usage(3, 9))
+    assert "".join(c.reasoning for c in chunks) == "I should call f."
+    assert last.finish_reason is FinishReason.TOOL_CALLS and not "".join(c.text for c in [*chunks, last])
+
+
+def test_an_unfinished_reasoning_reply_ends_as_reasoning():
+    from dmr_core.reasoning import ReasoningSplitter
+
+    out = ChunkAssembler((), reasoning=ReasoningSplitter(opened=True))
+    chunks = feed(out, ["Thinking about it </"])
+    last = out.finish(FinishReason.LENGTH, Usage(1, 2))
+    assert "".join(c.reasoning for c in [*chunks, last]) == "Thinking about it </" and not last.text

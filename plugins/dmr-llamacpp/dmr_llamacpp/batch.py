@@ -1,0 +1,287 @@
+"""Continuous batching: the generations of one loaded model decode together in one context.
+
+Like llama-server's ``--parallel N``: the llama.cpp context holds N sequences (*slots*). Each
+*step* gathers, from every active sequence, its last sampled token or its next prompt chunk,
+evaluates them all with one ``llama_decode``, and samples each sequence's next token with the
+sequence's own sampler chain at its row of the logits. One slot is the single-stream case: the
+same loop, so there is one way text is generated.
+
+There is no decoder thread: a job that wants its next token and finds none takes the step lock
+and runs a step for everyone (or finds, once it has the lock, that another job's step brought
+its token). A lone request thus decodes on its own thread, as a direct ``Llama.generate()``
+loop does; a separate thread would add a third busy thread beside llama.cpp's compute threads,
+and on a 2-core machine that halved single-stream speed (measured). Everything per job (stop
+strings, tool calls, usage, cancellation) stays in the engine, which reads ``(token, logprob)``.
+
+A step ends a sequence at an end-of-generation token or its token budget. A slot keeps what its
+last sequence left in the KV cache; a new prompt goes to the free slot sharing the longest prefix
+with it, so a chat's next turn evaluates only what is new (as ``Llama.generate()`` did).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from dmr_core.errors import EngineError, InvalidRequest
+from dmr_core.generation import TokenLogprob
+from dmr_llamacpp.vision import MediaPrompt
+
+#: How often a job waiting for a step (all slots busy) checks whether its client went away (seconds).
+CANCEL_POLL = 0.1
+_END = object()
+
+
+def widen_context(llama: Any, slots: int) -> int:
+    """Give ``llama`` a context for ``slots`` sequences; returns the context each one gets.
+
+    ``Llama()`` takes no ``n_seq_max``, so the context it made is replaced. The KV cache is
+    unified (one pool of cells, as llama-server's default) and ``slots`` times the configured
+    size: every sequence can use the full configured context whatever the others hold, so a
+    request never fails for lack of cells, at the price of ``slots`` times the KV memory.
+    """
+    from llama_cpp import _internals
+
+    per_sequence = llama.n_ctx()
+    if slots > 1:
+        params = llama.context_params
+        params.n_ctx, params.n_seq_max, params.kv_unified = per_sequence * slots, slots, True
+        llama._ctx.close()
+        llama._ctx = llama._stack.enter_context(
+            contextlib.closing(_internals.LlamaContext(model=llama._model, params=params, verbose=False))
+        )
+    return per_sequence
+
+
+@dataclass
+class SequenceJob:
+    """What a generation asks of the decoder. ``chain``: its own sampler chain (accepts the
+    tokens it samples). ``logprobs``: how many top alternatives to report, None for none."""
+
+    prompt: list[int] | MediaPrompt
+    chain: Any
+    budget: int
+    logprobs: int | None = None
+
+
+@dataclass
+class Slot:
+    """One of the context's sequences, and the tokens its KV cells hold (positions 0..)."""
+
+    seq_id: int
+    cached: list[int] = field(default_factory=list)
+    busy: bool = False
+
+
+class Sequence:
+    """One job inside the decoder: what it still has to evaluate, and the tokens sampled for it."""
+
+    def __init__(self, job: SequenceJob) -> None:
+        self.job = job
+        self.media = job.prompt if isinstance(job.prompt, MediaPrompt) else None
+        self.pending: list[int] = [] if self.media else list(job.prompt)
+        self.sampled_queue: deque = deque()  # (token, logprob) pairs, then _END or an exception
+        self.slot: Slot | None = None
+        self.released = False
+        self.row: int | None = None  # its row of logits in the step just decoded
+        self.sampled = 0
+
+
+class BatchDecoder:
+    """The decode loop of one loaded model. :param slots: sequences decoded together.
+    :param logprobs: a :class:`~dmr_llamacpp.sampler.LogprobReader` for the same model."""
+
+    def __init__(self, llama: Any, slots: int, is_eog: Callable[[int], bool], logprobs: Any, projector=None) -> None:
+        import llama_cpp
+
+        self._lib, self._llama, self._ctx = llama_cpp, llama, llama._ctx.ctx
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self._capacity = llama.n_batch
+        self._batch = llama_cpp.llama_batch_init(self._capacity, 0, 1)
+        self._is_eog, self._logprobs, self._projector = is_eog, logprobs, projector
+        self._slots = [Slot(i) for i in range(slots)]
+        self._waiting: deque[Sequence] = deque()  # appended by jobs; everything else under the lock
+        self._active: list[Sequence] = []
+        self._step_lock = threading.Lock()
+        #: ``llama_decode`` calls made (fewer than the tokens sampled when sequences share steps),
+        #: and the tokens they evaluated (a cached prompt prefix is not evaluated again).
+        self.steps = self.evaluated = 0
+
+    # -- the job side --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def sequence(self, job: SequenceJob) -> Iterator[Sequence]:
+        """Run ``job``; leaving the block ends it (the next step drops it and frees its slot)."""
+        sequence = Sequence(job)
+        if self._batch is None:
+            raise EngineError("the model was unloaded")
+        if sequence.media is None and not sequence.pending:  # nothing to evaluate: no logits to sample
+            raise InvalidRequest("the prompt is empty (it has no tokens)", param="prompt")
+        self._waiting.append(sequence)
+        try:
+            yield sequence
+        finally:
+            sequence.released = True
+            if sequence.media is not None:
+                with self._step_lock:  # the caller frees the image prompt next: not while mtmd reads it
+                    pass
+
+    def tokens(self, sequence: Sequence, cancelled: Callable[[], bool]) -> Iterator[tuple[int, TokenLogprob | None]]:
+        """``sequence``'s sampled tokens until a step ends it, or until ``cancelled()`` while waiting."""
+        sampled = sequence.sampled_queue
+        while True:
+            if not sampled:
+                if self._step_lock.acquire(timeout=CANCEL_POLL):
+                    try:
+                        if not sampled:  # another job's step may have brought it meanwhile
+                            self._step()
+                    finally:
+                        self._step_lock.release()
+                elif cancelled():
+                    return
+                continue
+            item = sampled.popleft()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        """Free the batch (the worker closes a model only once its jobs are over)."""
+        with self._step_lock:
+            if self._batch is not None:
+                self._lib.llama_batch_free(self._batch)
+                self._batch = None
+
+    # -- a step (under the step lock) ----------------------------------------------------------
+
+    def _step(self) -> None:
+        self._active = [s for s in self._active if not self._dropped(s)]
+        self._admit()
+        try:
+            self._decode_step()
+        except Exception as exc:  # hand the failure to every job in the step; the next step goes on
+            for sequence in list(self._active):
+                self._end(sequence, EngineError(f"llama.cpp decoding failed: {exc}"), forget=True)
+
+    def _dropped(self, sequence: Sequence) -> bool:
+        if sequence.released:
+            self._free(sequence)
+        return sequence.released
+
+    def _admit(self) -> None:
+        while self._waiting:
+            head = self._waiting[0]
+            if head.released:
+                self._waiting.popleft()
+                continue
+            free = [slot for slot in self._slots if not slot.busy]
+            if not free:
+                return
+            self._waiting.popleft()
+            self._place(head, max(free, key=lambda slot: _common_prefix(slot.cached, head.pending)))
+            self._active.append(head)
+
+    def _place(self, sequence: Sequence, slot: Slot) -> None:
+        """Put ``sequence`` in ``slot``, keeping the cached prefix (all but the prompt's last token,
+        whose logits are needed) when llama.cpp can cut the sequence there."""
+        keep = min(_common_prefix(slot.cached, sequence.pending), len(sequence.pending) - 1)
+        keep = max(keep, 0)
+        if not self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1):
+            self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+            keep = 0
+        del slot.cached[keep:]
+        sequence.pending = sequence.pending[keep:]
+        sequence.slot, slot.busy = slot, True
+
+    def _decode_step(self) -> None:
+        # mtmd evaluates an image prompt with decode calls of its own, for its sequence only: the
+        # others wait (their last logits are already sampled) and go on in the same step.
+        for sequence in [s for s in self._active if s.media is not None]:
+            try:
+                self._evaluate_media(sequence)
+            except Exception as exc:  # this prompt's fault (a bad image): only this job fails
+                self._end(sequence, exc, forget=True)
+        count = self._fill_batch()
+        if count:
+            status = self._lib.llama_decode(self._ctx, self._batch)
+            self.steps, self.evaluated = self.steps + 1, self.evaluated + count
+            if status != 0:
+                raise EngineError(f"llama_decode returned {status}")
+            for sequence in [s for s in self._active if s.row is not None]:
+                self._sample(sequence, sequence.row)
+
+    def _fill_batch(self) -> int:
+        """Generating sequences first (one token each), then prompt chunks in the room left."""
+        batch, count = self._batch, 0
+        for sequence in sorted(self._active, key=lambda s: len(s.pending)):
+            take = sequence.pending[: self._capacity - count]
+            sequence.row = None
+            if not take:
+                continue
+            slot = sequence.slot
+            for i, token in enumerate(take):
+                batch.token[count + i], batch.pos[count + i] = token, len(slot.cached) + i
+                batch.seq_id[count + i][0], batch.n_seq_id[count + i], batch.logits[count + i] = slot.seq_id, 1, 0
+            count += len(take)
+            slot.cached.extend(take)
+            del sequence.pending[: len(take)]
+            if not sequence.pending:
+                batch.logits[count - 1], sequence.row = 1, count - 1
+        batch.n_tokens = count
+        return count
+
+    def _sample(self, sequence: Sequence, row: int) -> None:
+        token = self._lib.llama_sampler_sample(sequence.job.chain.sampler, self._ctx, row)
+        top = sequence.job.logprobs
+        sequence.sampled_queue.append((token, None if top is None else self._logprobs.read(token, top, row)))
+        sequence.sampled += 1
+        if sequence.released or self._is_eog(token) or sequence.sampled >= sequence.job.budget:
+            self._end(sequence, _END)
+        else:
+            sequence.pending.append(token)
+
+    def _evaluate_media(self, sequence: Sequence) -> None:
+        if sequence.released:  # its job is gone and frees the prompt: never touch it
+            self._end(sequence, _END)
+        else:
+            self._evaluate_media_now(sequence)
+
+    def _evaluate_media_now(self, sequence: Sequence) -> None:
+        slot = sequence.slot
+        self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+        slot.cached.clear()
+        size = self._projector.evaluate(sequence.media, slot.seq_id)
+        # Image positions hold no token id: -1 keeps a later prompt from matching them as cached.
+        slot.cached.extend([-1] * size)
+        sequence.media = None
+        self._sample(sequence, -1)  # mtmd's last decode kept the last position's logits
+
+    def _end(self, sequence: Sequence, item: object, forget: bool = False) -> None:
+        sequence.sampled_queue.append(item)
+        if forget and sequence.slot is not None:  # after a failed step its cells are unknown
+            self._lib.llama_memory_seq_rm(self._memory, sequence.slot.seq_id, -1, -1)
+            sequence.slot.cached.clear()
+        self._free(sequence)
+        sequence.released = True
+        self._active.remove(sequence)
+
+    @staticmethod
+    def _free(sequence: Sequence) -> None:
+        if sequence.slot is not None:
+            sequence.slot.busy = False
+            sequence.slot = None
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
