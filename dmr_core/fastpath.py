@@ -7,7 +7,9 @@ requests per second of the smallest Flask view (see bench/serving.py). The body 
 same function the Flask route uses, so both paths answer byte for byte the same.
 
 The fast path steps aside (Flask handles the request, with all its hooks) whenever the app has
-any ``before_request`` function, so an auth or CORS layer added later by a plugin always applies.
+a ``before_request`` function, so an auth or CORS layer added later by a plugin always applies;
+only functions marked with :func:`never_on_fast_paths` (they act on POSTs alone, such as
+``X-Preload-Only``) leave it in place.
 """
 
 from __future__ import annotations
@@ -21,6 +23,16 @@ log = logging.getLogger("dmr")
 
 #: Makes the body of a GET response, given the app: (bytes, content type).
 BodyProducer = Callable[[Flask], tuple[bytes, str]]
+
+
+def never_on_fast_paths(function):
+    """Mark a ``before_request`` function that never acts on a GET (the fast path stays on)."""
+    function.never_on_fast_paths = True
+    return function
+
+
+def _has_request_hooks(app: Flask) -> bool:
+    return any(not getattr(f, "never_on_fast_paths", False) for fs in app.before_request_funcs.values() for f in fs)
 
 
 class FastPaths:
@@ -37,7 +49,7 @@ class FastPaths:
     def __call__(self, environ, start_response):
         producer = self.routes.get(environ.get("PATH_INFO", ""))
         if (producer is None or environ.get("REQUEST_METHOD") != "GET" or environ.get("QUERY_STRING")
-                or self.app.before_request_funcs):  # fmt: skip
+                or _has_request_hooks(self.app)):  # fmt: skip
             return self.wrapped(environ, start_response)
         try:
             body, content_type = producer(self.app)

@@ -12,6 +12,7 @@ from flask import Flask, Response, current_app, request
 
 from dmr_core.dialects.wire import json_body
 from dmr_core.errors import InvalidRequest
+from dmr_core.fastpath import never_on_fast_paths
 
 HEADER = "X-Preload-Only"
 #: The inference views (Flask endpoint names, one per view whatever its URL prefix) and the
@@ -35,6 +36,7 @@ def install(app: Flask) -> None:
     app.before_request(answer_preload_only)
 
 
+@never_on_fast_paths  # inference endpoints are POSTs
 def answer_preload_only() -> Response | None:
     """The empty 200 of a preload-only inference request; None lets any other request through."""
     mode = INFERENCE_ENDPOINTS.get(request.endpoint or "")
