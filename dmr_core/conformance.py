@@ -32,12 +32,16 @@ with ``finish_reason`` and ``usage``; ``max_tokens`` ends with LENGTH after exac
 tokens; greedy decoding (temperature 0) is deterministic; stop strings never reach the output and
 end with STOP; ``cancelled()`` stops the job within one token (CANCELLED); a prompt longer than
 the context raises :class:`~dmr_core.errors.ContextLengthExceeded` before the first chunk; when
-the engine supports :attr:`Mode.EMBEDDING`, one L2-normalised vector per input; ``close()`` is
+the engine supports :attr:`Mode.EMBEDDING`, one L2-normalised vector per input; an engine
+reporting ``parallel`` > 1 serves that many generations at once; ``rank()`` on an engine without
+:attr:`Mode.RERANKING` is a clear :class:`~dmr_core.errors.InvalidRequest`; ``close()`` is
 idempotent.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import json
 import math
 import os
@@ -58,6 +62,7 @@ from dmr_core.generation import (
     GenerationRequest,
     Message,
     Mode,
+    RankRequest,
     SamplingParams,
 )
 
@@ -316,6 +321,28 @@ class EngineConformance:
         assert result.prompt_tokens > 0
         again = embedding_engine.embed(EmbeddingRequest(embedding_engine.model_path, inputs[:1])).vectors[0]
         assert all(math.isclose(a, b, abs_tol=1e-4) for a, b in zip(again, result.vectors[0]))
+
+    def test_parallel_slots_run_jobs_together(self, engine_class, model_path, runner_config):
+        """An engine that reports ``parallel`` > 1 must serve that many ``generate()`` calls at once
+        (the worker lets them in together), each with the same stream it gives alone."""
+        loaded = engine_class(str(model_path), Mode.COMPLETION, dataclasses.replace(runner_config, parallel=2))
+        loaded.load()
+        try:
+            assert isinstance(loaded.parallel, int) and loaded.parallel >= 1, loaded.parallel
+            if loaded.parallel == 1:
+                return  # one job at a time: the worker never calls it concurrently
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                streams = list(pool.map(lambda _: self.run(loaded, self.request(loaded)), range(2)))
+            for chunks in streams:
+                assert chunks[-1].usage.completion_tokens == self.max_tokens, chunks[-1]
+        finally:
+            loaded.close()
+
+    def test_reranking_is_refused_unless_declared(self, engine, engine_class):
+        if Mode.RERANKING in engine_class.modes:
+            return  # ranking needs a reranking model: the engine's own suite proves it
+        with pytest.raises(InvalidRequest):
+            engine.rank(RankRequest(engine.model_path, (("a query", "a document"),)))
 
     def test_close_is_idempotent(self, engine_class, model_path, runner_config):
         never_loaded = engine_class(str(model_path), Mode.COMPLETION, runner_config)
