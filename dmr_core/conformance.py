@@ -344,6 +344,15 @@ class EngineConformance:
         with pytest.raises(InvalidRequest):
             engine.rank(RankRequest(engine.model_path, (("a query", "a document"),)))
 
+    def test_embedding_inputs_longer_than_the_context(self, embedding_engine, runner_config):
+        if embedding_engine is None:
+            return  # no embedding mode: the test above checks the refusal
+        long_input = " ".join(self.embedding_inputs * runner_config.context_size)
+        with pytest.raises(ContextLengthExceeded):
+            embedding_engine.embed(EmbeddingRequest(embedding_engine.model_path, (long_input,)))
+        cut = embedding_engine.embed(EmbeddingRequest(embedding_engine.model_path, (long_input,), truncate=True))
+        assert len(cut.vectors) == 1 and 0 < cut.prompt_tokens <= runner_config.context_size, cut.prompt_tokens
+
     def test_close_is_idempotent(self, engine_class, model_path, runner_config):
         never_loaded = engine_class(str(model_path), Mode.COMPLETION, runner_config)
         never_loaded.close()

@@ -185,9 +185,13 @@ class GenerationChunk:
 
 @dataclass(frozen=True, slots=True)
 class EmbeddingRequest:
+    """``truncate``: cut an input longer than the context to fit (Ollama's default) instead of
+    refusing it with a context-length error (OpenAI's behaviour)."""
+
     model_path: str
     inputs: tuple[str, ...]
     context_size: int | None = None
+    truncate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +254,8 @@ def request_from_wire(data: dict[str, Any]) -> GenerationRequest:
 
 
 def embedding_request_from_wire(data: dict[str, Any]) -> EmbeddingRequest:
-    return EmbeddingRequest(data["model_path"], tuple(data["inputs"]), data.get("context_size"))
+    return EmbeddingRequest(data["model_path"], tuple(data["inputs"]), data.get("context_size"),
+                            bool(data.get("truncate")))  # fmt: skip
 
 
 def rank_request_from_wire(data: dict[str, Any]) -> RankRequest:

@@ -90,11 +90,12 @@ class Runtime:
         engine_name = self.engine_for(model, engine)
         self.pool.preload(self.placement(name, model, engine_name, mode))
 
-    def embed(self, name: str, engine: str | None, inputs: tuple[str, ...]) -> EmbeddingResult:
+    def embed(self, name: str, engine: str | None, inputs: tuple[str, ...], truncate: bool = False,
+              keep_alive: float | None = None) -> EmbeddingResult:  # fmt: skip
         model = self.store.resolve(name)
         engine_name = self.engine_for(model, engine)
-        spec = self.placement(name, model, engine_name, "embedding")
-        job = EmbeddingRequest(str(model.gguf_path), inputs, spec["default_context"])
+        spec = self.placement(name, model, engine_name, "embedding", keep_alive=keep_alive)
+        job = EmbeddingRequest(str(model.gguf_path), inputs, spec["default_context"], truncate)
         return self.pool.embed(engine_name, job, spec)
 
     def rank(self, name: str, engine: str | None, pairs: tuple[tuple[str, str], ...]) -> RankResult:

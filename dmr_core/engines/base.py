@@ -136,7 +136,11 @@ class Engine(ABC):
         raise _unsupported(self, "token counting")
 
     def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
-        """Return one pooled, L2-normalised vector per input."""
+        """Return one pooled, L2-normalised vector per input.
+
+        An input longer than the context raises :class:`~dmr_core.errors.ContextLengthExceeded`,
+        unless ``request.truncate``: then it is cut to fit and its count is what was embedded.
+        """
         raise _unsupported(self, "embeddings")
 
     def rank(self, request: RankRequest) -> RankResult:

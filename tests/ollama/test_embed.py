@@ -2,6 +2,8 @@
 
 import math
 
+import pytest
+
 MODEL = "ai/smollm2"
 
 
@@ -29,3 +31,24 @@ def test_legacy_embeddings(ollama_client):
     reply = ollama_client.embeddings(model=MODEL, prompt="The sea is blue.")
     assert len(reply.embedding) == 576
     assert ollama_client.embeddings(model=MODEL, prompt="").embedding == []
+
+
+# The shared server's context is 4096 tokens ("word " is one token): both inputs below are longer
+# than llama-cpp-python's default batch (512), where it used to cut inputs without a word.
+LONG = "word " * 600
+
+
+def test_inputs_past_one_batch_are_embedded_whole(ollama_client):
+    a, b = ollama_client.embed(model=MODEL, input=[LONG, LONG + "and then a ship sailed into the harbour"]).embeddings
+    assert max(abs(x - y) for x, y in zip(a, b)) > 1e-3, "the ending after 512 tokens changed nothing"
+
+
+def test_over_long_input_is_truncated_unless_asked_not_to(ollama_client):
+    import ollama
+
+    too_long = "word " * 5000
+    reply = ollama_client.embed(model=MODEL, input=too_long)
+    assert len(reply.embeddings[0]) == 576 and 0 < reply.prompt_eval_count <= 4096
+    with pytest.raises(ollama.ResponseError) as caught:
+        ollama_client.embed(model=MODEL, input=too_long, truncate=False)
+    assert caught.value.status_code == 400 and "context" in caught.value.error

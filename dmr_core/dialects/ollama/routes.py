@@ -149,7 +149,7 @@ def embed():
     inputs = translate.embed_inputs(req)
     if not inputs:
         return jsonify({"model": name, "embeddings": []})
-    result = runtime().embed(name, None, inputs)
+    result = runtime().embed(name, None, inputs, **translate.embed_options(req))
     return jsonify(translate.embed_reply(name, result.vectors, result.prompt_tokens, req, timer))
 
 
@@ -160,7 +160,7 @@ def embeddings():
     models.find(store(), name)
     if not req.prompt:
         return jsonify({"embedding": []})
-    result = runtime().embed(name, None, (req.prompt,))
+    result = runtime().embed(name, None, (req.prompt,), **translate.embed_options(req))
     return jsonify({"embedding": list(result.vectors[0])})
 
 

@@ -425,6 +425,12 @@ def embed_inputs(req: schema.EmbedRequest) -> tuple[str, ...]:
     return tuple(req.input)
 
 
+def embed_options(req: schema.EmbedRequest | schema.EmbeddingsRequest) -> dict[str, Any]:
+    """Ollama truncates over-long inputs to the context unless ``truncate`` is false (the older
+    ``/api/embeddings`` always does); ``keep_alive`` as for generation."""
+    return {"truncate": getattr(req, "truncate", True) is not False, "keep_alive": parse_keep_alive(req.keep_alive)}
+
+
 def normalised(vector: Iterable[float], dimensions: int | None = None) -> list[float]:
     """L2-normalised; cut to ``dimensions`` first when that is smaller (Ollama's order)."""
     values = list(vector)

@@ -112,6 +112,8 @@ class EchoEngine(Engine):
         vectors, tokens = [], 0
         for text in request.inputs:
             words = tokenize(text)
+            if request.truncate:
+                words = words[: self._n_ctx]
             if len(words) > self._n_ctx:
                 raise ContextLengthExceeded(
                     f"input ({len(words)} tokens) exceeds the available context size ({self._n_ctx} tokens)",

@@ -74,6 +74,7 @@ class LlamaCppEngine(Engine):
                 embedding=embedding,
                 pooling_type=getattr(llama_cpp, POOLING.get(self.mode, "LLAMA_POOLING_TYPE_UNSPECIFIED")),
                 verbose=False,
+                **_whole_input_batches(self.mode, self.config.context_size),
             ))  # fmt: skip
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadFailed(f"llama.cpp could not load {self.model_path}: {exc}") from exc
@@ -212,16 +213,25 @@ class LlamaCppEngine(Engine):
 
     def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
         vectors, tokens = [], 0
-        n_ctx = self._llama.n_ctx()
         for text in request.inputs:
-            count = len(self._llama.tokenize(text.encode(), add_bos=True, special=True))
-            if count > n_ctx:
-                raise ContextLengthExceeded(
-                    f"input ({count} tokens) exceeds the available context size ({n_ctx} tokens)", param="input"
-                )
+            text, count = self._fitted(text, request.truncate)
             vectors.append(_normalised(self._llama.embed(text)))
             tokens += count
         return EmbeddingResult(tuple(vectors), tokens)
+
+    def _fitted(self, text: str, truncate: bool) -> tuple[str, int]:
+        """``text`` and its token count, cut to what one evaluation holds when ``truncate``."""
+        llama = self._llama
+        limit = min(llama.n_ctx(), llama.n_batch, llama.context_params.n_ubatch)
+        tokens = llama.tokenize(text.encode(), add_bos=True, special=True)
+        if len(tokens) <= limit:
+            return text, len(tokens)
+        if not truncate:
+            raise ContextLengthExceeded(
+                f"input ({len(tokens)} tokens) exceeds the available context size ({limit} tokens)", param="input"
+            )
+        kept = tokens[1:limit] if tokens[0] == llama.token_bos() else tokens[:limit]
+        return llama.detokenize(kept).decode("utf-8", "ignore"), limit
 
     # -- reranking -----------------------------------------------------------------------------
 
@@ -239,6 +249,15 @@ class LlamaCppEngine(Engine):
         if llama is not None:
             llama.close()
             self._llama = None
+
+
+def _whole_input_batches(mode: Mode, context_size: int) -> dict[str, int]:
+    """Embedding and reranking inputs are pooled: each must be evaluated in one physical batch
+    (split over several, llama.cpp pools only part of it, and llama-cpp-python cuts inputs at
+    ``n_batch``, 512 by default, without a word), so both batch sizes span the whole context."""
+    if mode is Mode.COMPLETION or not context_size:
+        return {}
+    return {"n_batch": context_size, "n_ubatch": context_size}
 
 
 def _normalised(vector: list[float]) -> tuple[float, ...]:
