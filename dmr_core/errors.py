@@ -104,6 +104,12 @@ class Unauthorized(DmrError):
     kind = "authentication_error"
 
 
+class CredentialHelperFailed(Unauthorized):
+    """The Docker credential helper the Docker config names is missing or failed: nothing to send (401)."""
+
+    code = "credential_helper_failed"
+
+
 class UnsupportedMediaType(DmrError):
     """An artifact whose config media type is not a model config DMR knows (422)."""
 

@@ -122,13 +122,26 @@ def _file_size(model: Model) -> int:
 
 
 def _primed(chunks: Iterator[GenerationChunk]) -> Iterator[GenerationChunk]:
-    first = next(chunks)
+    """``chunks``, read up to the first that carries output, so that every failure before it
+    (including one while the prompt is evaluated) chooses the response's status, as llama-server
+    does. The response starts no earlier: its headers would wake the client while the prompt is
+    evaluated, and on a small machine that steals cycles from the evaluation."""
+    early = []
+    for chunk in chunks:
+        early.append(chunk)
+        if not _usage_only(chunk):
+            break
 
     def replay() -> Iterator[GenerationChunk]:
         try:
-            yield first
+            yield from early
             yield from chunks
         finally:
             chunks.close()
 
     return replay()
+
+
+def _usage_only(chunk: GenerationChunk) -> bool:
+    output = chunk.text or chunk.reasoning or chunk.tool_calls or chunk.logprobs
+    return chunk.usage is not None and chunk.finish_reason is None and not output

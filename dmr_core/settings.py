@@ -2,8 +2,8 @@
 
 From lowest to highest:
 
-1. the defaults below (:class:`Settings` field defaults), with DMR's ``MODELS_PATH`` honoured
-   as the store's default;
+1. the defaults below (:class:`Settings` field defaults), with DMR's ``MODELS_PATH`` and
+   ``MODEL_RUNNER_REGISTRY_MIRRORS`` honoured as the defaults of ``store`` and ``registry_mirrors``;
 2. the TOML file ``conf/dmr.toml`` in the project root, or the file named by ``DMR_CONFIG``;
 3. ``DMR_<FIELD>`` environment variables (``DMR_STORE=/srv/models``, ``DMR_DEVICES=cpu``), parsed
    into the field's type;
@@ -71,6 +71,11 @@ class Settings:
     keep_alive: str = "5m"
     #: Log level for dmr's own loggers.
     log_level: str = "info"
+    #: Layers one pull downloads at once (containerd's and DMR's default: 3).
+    pull_concurrency: int = 3
+    #: Registry mirrors tried before the origin, comma-separated: ``https://mirror.example`` (for
+    #: Docker Hub, as DMR's ``MODEL_RUNNER_REGISTRY_MIRRORS``, honoured too) or ``registry=mirror``.
+    registry_mirrors: str = ""
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -133,6 +138,8 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Se
     values: dict[str, Any] = {}
     if environ.get("MODELS_PATH"):
         values["store"] = environ["MODELS_PATH"]
+    if environ.get("MODEL_RUNNER_REGISTRY_MIRRORS"):
+        values["registry_mirrors"] = environ["MODEL_RUNNER_REGISTRY_MIRRORS"]
     values.update(_from_file(config_file, required="DMR_CONFIG" in environ))
     values.update(_from_env(environ))
     values.update(overrides)

@@ -2,10 +2,13 @@
 
 Where credentials come from, first found wins: an explicit bearer token (DMR's ``bearer-token``
 request field, sent as is), the Docker config (``$DOCKER_CONFIG/config.json`` or
-``~/.docker/config.json``, ``auths[host].auth`` = base64 ``user:password``), and for Docker Hub
-``DOCKER_HUB_USER``/``DOCKER_HUB_PASSWORD``. A registry that answers 401 says how to authenticate
-in ``WWW-Authenticate``: ``Basic`` gets the credentials directly; ``Bearer realm=…,service=…,
-scope=…`` sends us to a token endpoint, anonymously or with the credentials, for a token to retry with.
+``~/.docker/config.json``: the credential helper of ``credHelpers[host]`` or ``credsStore``, see
+:mod:`~dmr_core.distribution.credhelpers`, else ``auths[host].auth`` = base64 ``user:password``), and
+for Docker Hub ``DOCKER_HUB_USER``/``DOCKER_HUB_PASSWORD``. An identity token from a helper is
+exchanged for an access token with OAuth2's refresh-token grant, as Docker does. A registry that
+answers 401 says how to authenticate in ``WWW-Authenticate``: ``Basic`` gets the credentials
+directly; ``Bearer realm=…,service=…,scope=…`` sends us to a token endpoint, anonymously or with the
+credentials, for a token to retry with.
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ from pathlib import Path
 
 import requests
 
+from dmr_core.distribution.credhelpers import TOKEN_USERNAME, helper_get
 from dmr_core.distribution.endpoints import DOCKER_HUB_NAMES, is_docker_hub
 from dmr_core.errors import RegistryError, RegistryUnreachable, Unauthorized
 
 TOKEN_TIMEOUT = (10, 60)
+DOCKER_HUB_SERVER_URL = "https://index.docker.io/v1/"
+#: The OAuth2 client id sent with a refresh token (Docker sends its own tool's name too).
+OAUTH_CLIENT_ID = "dmr"
 _CHALLENGE_PARAM = re.compile(r'([A-Za-z][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
 
 
@@ -34,6 +41,8 @@ class Credentials:
     username: str = ""
     password: str = ""
     token: str = ""
+    #: An OAuth2 refresh token (a credential helper's ``<token>`` user), exchanged at the token service.
+    identity_token: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,19 +62,45 @@ def find_credentials(registry: str, bearer_token: str | None = None) -> Credenti
 
 
 def docker_config_credentials(registry: str) -> Credentials | None:
-    """``auths`` from the Docker CLI's config file (credential helpers are not consulted)."""
+    """Credentials from the Docker CLI's config file, as Docker picks them.
+
+    ``credHelpers[host]`` first, else ``credsStore``: a configured helper alone decides (it saying
+    "not found" means anonymous, as in Docker); only without one is ``auths[host]`` read.
+    """
+    config = _docker_config()
+    helper = _for_registry(config.get("credHelpers"), registry) or config.get("credsStore")
+    if isinstance(helper, str) and helper:
+        found = helper_get(helper, _server_url(registry))
+        return None if found is None else _from_helper(*found)
+    entry = _for_registry(config.get("auths"), registry)
+    return _decode_auth(entry) if isinstance(entry, dict) else None
+
+
+def _docker_config() -> dict:
     path = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
     try:
-        auths = json.loads(path.read_text()).get("auths") or {}
-    except (OSError, ValueError, AttributeError):
-        return None
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _for_registry(table: object, registry: str) -> object:
+    """``table``'s entry for ``registry``; keys may be URLs (``https://index.docker.io/v1/``)."""
     wanted = DOCKER_HUB_NAMES if is_docker_hub(registry) else {registry}
-    for key, entry in auths.items():
-        if _config_host(key) in wanted and isinstance(entry, dict):
-            credentials = _decode_auth(entry)
-            if credentials is not None:
-                return credentials
-    return None
+    items = table.items() if isinstance(table, dict) else ()
+    return next((value for key, value in items if _config_host(key) in wanted), None)
+
+
+def _server_url(registry: str) -> str:
+    """The server URL ``docker login`` stores credentials under: Docker Hub's is its v1 index URL."""
+    return DOCKER_HUB_SERVER_URL if is_docker_hub(registry) else registry
+
+
+def _from_helper(username: str, secret: str) -> Credentials | None:
+    if username == TOKEN_USERNAME:
+        return Credentials(identity_token=secret)
+    return Credentials(username, secret) if username else None
 
 
 def parse_challenge(header: str | None) -> Challenge | None:
@@ -100,20 +135,27 @@ class Authenticator:
             return renewed
         return False
 
+    def _token_request(self, challenge: Challenge, scopes: list[str]) -> requests.Response:
+        """GET with basic credentials, or, for an identity token, the OAuth2 refresh-token POST Docker sends."""
+        realm, service = challenge.params["realm"], challenge.params.get("service", "")
+        if self.credentials and self.credentials.identity_token:
+            form = {"grant_type": "refresh_token", "refresh_token": self.credentials.identity_token,
+                    "service": service, "scope": " ".join(scopes), "client_id": OAUTH_CLIENT_ID}  # fmt: skip
+            return self.session.post(realm, data=form, timeout=TOKEN_TIMEOUT)
+        auth = (self.credentials.username, self.credentials.password) if self.credentials else None
+        return self.session.get(realm, params={"service": service, "scope": scopes}, auth=auth, timeout=TOKEN_TIMEOUT)
+
     def _use_basic(self) -> bool:
-        if self.credentials is None or self.header is not None:
+        if self.credentials is None or self.credentials.identity_token or self.header is not None:
             return False
         user_pass = f"{self.credentials.username}:{self.credentials.password}".encode()
         self.header = "Basic " + base64.b64encode(user_pass).decode()
         return True
 
     def _fetch_token(self, challenge: Challenge) -> str:
-        params = {"service": challenge.params.get("service", "")}
         scopes = (challenge.params.get("scope") or self.default_scope).split()
-        auth = (self.credentials.username, self.credentials.password) if self.credentials else None
         try:
-            response = self.session.get(challenge.params["realm"], params={**params, "scope": scopes},
-                                        auth=auth, timeout=TOKEN_TIMEOUT)  # fmt: skip
+            response = self._token_request(challenge, scopes)
         except requests.RequestException as exc:
             raise RegistryUnreachable(f"cannot reach the token service of {self.registry}: {exc}") from None
         if response.status_code in (401, 403):

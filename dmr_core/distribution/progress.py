@@ -77,9 +77,19 @@ class Throttle:
 def layer_events(verb: str, mode: str, total: int, layer: LayerProgress, counts: Iterator[int],
                  throttle: Throttle) -> Iterator[ProgressEvent]:  # fmt: skip
     """Throttled transfer events for one layer from its running byte counts (repeats dropped)."""
-    last = None
-    for current in counts:
-        progress = LayerProgress(layer.id, layer.size, current)
-        if current != last and throttle.due(progress):
-            last = current
+    return interleaved_events(verb, mode, total, ((layer.id, layer.size, current) for current in counts), throttle)
+
+
+def interleaved_events(verb: str, mode: str, total: int, counts: Iterator[tuple[str, int, int]],
+                       throttle: Throttle) -> Iterator[ProgressEvent]:  # fmt: skip
+    """Throttled transfer events from ``(layer id, layer size, bytes done)`` of layers moving at once.
+
+    Each layer keeps its own last count, so layers transferred concurrently each get their events
+    (and always their final one) however their counts are interleaved.
+    """
+    last: dict[str, int] = {}
+    for layer_id, size, current in counts:
+        progress = LayerProgress(layer_id, size, current)
+        if last.get(layer_id) != current and throttle.due(progress):
+            last[layer_id] = current
             yield transfer_event(verb, total, progress, mode)

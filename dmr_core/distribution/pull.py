@@ -3,24 +3,33 @@
 The pull takes one of the store's two pull slots, fetches the manifest and checks its config media
 type (anything but a model config is refused with 422). If a listed model already has that
 manifest digest, only the tag is added and the one event is ``Using cached model: <size>``.
-Otherwise the config blob and every layer are downloaded (:mod:`~dmr_core.distribution.download`:
-resumable, verified, shared between processes) with throttled ``Downloaded: …`` events, and the
-model is listed last by :meth:`ModelStore.add_artifact`; the final event is ``Model pulled
-successfully``. Errors are raised, before or between events.
+Otherwise the layers are downloaded, ``pull_concurrency`` at a time (:mod:`~dmr_core.distribution.parallel`),
+each resumable, verified and shared between processes (:mod:`~dmr_core.distribution.download`),
+with throttled ``Downloaded: …`` events per layer; then the config blob, and the model is listed
+last by :meth:`ModelStore.add_artifact`; the final event is ``Model pulled successfully``. Mirrors
+of the registry (:mod:`~dmr_core.distribution.mirrors`) are tried before it. Errors are raised,
+before or between events.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
+from contextlib import closing
+from functools import partial
 from typing import Any
 
 from dmr_core.distribution.download import download_blob, remove_stale_partials
-from dmr_core.distribution.progress import LayerProgress, ProgressEvent, Throttle, layer_events
+from dmr_core.distribution.mirrors import mirror_bases
+from dmr_core.distribution.parallel import download_concurrently
+from dmr_core.distribution.progress import ProgressEvent, Throttle, interleaved_events
 from dmr_core.distribution.registry import RegistryClient
 from dmr_core.distribution.slots import pull_slot
-from dmr_core.errors import BlobsMissing, DigestMismatch, InvalidReference, RegistryError, UnsupportedMediaType
+from dmr_core.errors import (BlobsMissing, DigestMismatch, InvalidReference, ModelNotFound, RegistryError,
+                             Unauthorized, UnsupportedMediaType)  # fmt: skip
+from dmr_core.settings import load_settings
 from dmr_core.store import mediatypes
 from dmr_core.store.artifact import Descriptor, ManifestError, ParsedManifest, model_details, parse_manifest, sha256_digest
 from dmr_core.store.layout import Model, ModelStore
@@ -32,14 +41,47 @@ CACHED = "Using cached model: {size}"
 #: A concurrent delete can remove a blob we fetched before the model is listed; fetch it again.
 LIST_ATTEMPTS = 3
 MAX_CONFIG_BYTES = 4 << 20
+#: What a mirror can do wrong; each moves the pull on to the next source.
+MIRROR_FAILURES = (RegistryError, ModelNotFound, Unauthorized, UnsupportedMediaType)
 _INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
 
+log = logging.getLogger(__name__)
 
-def pull_model(store: ModelStore, name: str, *, bearer_token: str | None = None) -> Iterator[ProgressEvent]:
-    """Pull ``name`` into ``store``, yielding DMR progress events; the last one is ``success``."""
+
+def pull_model(store: ModelStore, name: str, *, bearer_token: str | None = None, concurrency: int | None = None,
+               mirrors: str | None = None) -> Iterator[ProgressEvent]:  # fmt: skip
+    """Pull ``name`` into ``store``, yielding DMR progress events; the last one is ``success``.
+
+    ``concurrency`` (layers at once) and ``mirrors`` default to the ``pull_concurrency`` and
+    ``registry_mirrors`` settings. Each mirror of the registry is tried first; any failure of one
+    (unreachable, no such model, refused, broken transfer) moves on to the next, then to the origin,
+    whose error is the one raised. Bytes a mirror delivered stay as partial files the next source resumes.
+    """
     reference = pull_reference(name)
+    concurrency, mirrors = _options(concurrency, mirrors)
     remove_stale_partials(store)
-    with pull_slot(store.root), RegistryClient(reference, bearer_token=bearer_token) as client:
+    with pull_slot(store.root):
+        for mirror in mirror_bases(reference.registry, mirrors):
+            try:
+                yield from _pull_from(store, reference, concurrency, mirror=mirror)
+                return
+            except MIRROR_FAILURES as exc:
+                log.info("mirror %s failed for %s (%s); trying the next source", mirror, reference, exc)
+        yield from _pull_from(store, reference, concurrency, bearer_token=bearer_token)
+
+
+def _options(concurrency: int | None, mirrors: str | None) -> tuple[int, str]:
+    """The arguments given, else the settings (read per pull, so a changed config applies at once)."""
+    if concurrency is not None and mirrors is not None:
+        return concurrency, mirrors
+    settings = load_settings()
+    return (settings.pull_concurrency if concurrency is None else concurrency,
+            settings.registry_mirrors if mirrors is None else mirrors)  # fmt: skip
+
+
+def _pull_from(store: ModelStore, reference: Reference, concurrency: int, **source: str | None) -> Iterator[ProgressEvent]:
+    """The whole pull from one source (the origin, or ``mirror=`` one); the model keeps the origin's name."""
+    with RegistryClient(reference, **source) as client:
         manifest_bytes, manifest = fetch_model_manifest(client, reference)
         cached = _listed(store, sha256_digest(manifest_bytes))
         if cached is not None:
@@ -47,7 +89,7 @@ def pull_model(store: ModelStore, name: str, *, bearer_token: str | None = None)
                 store.add_tag(cached.id, reference.name)
             yield ProgressEvent("success", CACHED.format(size=cached.config.get("size", "")))
             return
-        yield from _fetch_and_list(store, client, manifest, manifest_bytes, reference)
+        yield from _fetch_and_list(store, client, manifest, manifest_bytes, reference, concurrency)
     yield ProgressEvent("success", PULLED)
 
 
@@ -83,11 +125,11 @@ def fetch_model_manifest(client: RegistryClient, reference: Reference) -> tuple[
 
 
 def _fetch_and_list(store: ModelStore, client: RegistryClient, manifest: ParsedManifest, manifest_bytes: bytes,
-                    reference: Reference) -> Iterator[ProgressEvent]:  # fmt: skip
+                    reference: Reference, concurrency: int) -> Iterator[ProgressEvent]:  # fmt: skip
     tag = None if reference.digest else reference.name
     store.ensure_layout()
     for attempt in range(1, LIST_ATTEMPTS + 1):
-        yield from _download_layers(store, client, manifest)
+        yield from _download_layers(store, client, manifest, concurrency)
         for _ in download_blob(store, client, manifest.config):
             pass  # a few kilobytes, fetched last; DMR reports no progress for it either
         try:
@@ -98,11 +140,14 @@ def _fetch_and_list(store: ModelStore, client: RegistryClient, manifest: ParsedM
                 raise
 
 
-def _download_layers(store: ModelStore, client: RegistryClient, manifest: ParsedManifest) -> Iterator[ProgressEvent]:
-    throttle, total = Throttle(), manifest.layers_size
-    for layer in manifest.layers:
-        counts = download_blob(store, client, layer)
-        yield from layer_events(DOWNLOADED, "pull", total, LayerProgress(layer.digest, layer.size), counts, throttle)
+def _download_layers(store: ModelStore, client: RegistryClient, manifest: ParsedManifest,
+                     concurrency: int) -> Iterator[ProgressEvent]:  # fmt: skip
+    """Every layer, ``concurrency`` at a time, as one stream of throttled per-layer events."""
+    layers = list({layer.digest: layer for layer in manifest.layers}.values())  # a repeated layer is fetched once
+    fetch = partial(download_blob, store, client)
+    with closing(download_concurrently(fetch, layers, concurrency)) as counts:  # closed at once: workers stop
+        progress = ((layer.digest, layer.size, current) for layer, current in counts)
+        yield from interleaved_events(DOWNLOADED, "pull", manifest.layers_size, progress, Throttle())
 
 
 def _listed(store: ModelStore, model_id: str) -> Model | None:

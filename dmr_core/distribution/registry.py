@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from typing import BinaryIO
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
@@ -51,14 +51,18 @@ class BlobStream:
 class RegistryClient:
     """The distribution API of ``reference``'s repository; a context manager that closes its session."""
 
-    def __init__(self, reference: Reference, *, bearer_token: str | None = None, push: bool = False) -> None:
-        self.registry = reference.registry
+    def __init__(self, reference: Reference, *, bearer_token: str | None = None, push: bool = False,
+                 mirror: str | None = None) -> None:  # fmt: skip
+        """``mirror`` (an API root, see :mod:`~dmr_core.distribution.mirrors`) serves the repository
+        instead of its registry, with the mirror's own credentials: a token for the origin stays there."""
+        self.registry = urlsplit(mirror).netloc if mirror else reference.registry
         self.repository = reference.repository
-        self.base = f"{endpoints.base_url(self.registry)}/v2/{self.repository}"
+        self.base = f"{mirror or endpoints.base_url(self.registry)}/v2/{self.repository}"
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         scope = f"repository:{self.repository}:{'pull,push' if push else 'pull'}"
-        self.auth = Authenticator(self.session, self.registry, find_credentials(self.registry, bearer_token), scope)
+        credentials = find_credentials(self.registry, None if mirror else bearer_token)
+        self.auth = Authenticator(self.session, self.registry, credentials, scope)
 
     def __enter__(self) -> RegistryClient:
         return self

@@ -158,6 +158,8 @@ class TokenService:
         self.port = _free_port()
         self.key, self.cert = directory / "token-key.pem", directory / "token-cert.pem"
         self.requests: list[tuple[str | None, list[str]]] = []
+        #: OAuth2 refresh tokens (Docker's identity tokens) this service accepts, and their users.
+        self.refresh_tokens: dict[str, str] = {}
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -188,6 +190,12 @@ class TokenService:
                                    check=True, capture_output=True).stdout  # fmt: skip
         return f"{signing_input}.{_b64url(signature)}"
 
+    def new_refresh_token(self, user: str) -> str:
+        """An identity token for ``user``, as ``docker login`` with OAuth would store in a keychain."""
+        token = secrets.token_urlsafe(24)
+        self.refresh_tokens[token] = user
+        return token
+
     def _certificate_der(self) -> str:
         der = subprocess.run(["openssl", "x509", "-in", str(self.cert), "-outform", "DER"], check=True,
                              capture_output=True).stdout  # fmt: skip
@@ -209,6 +217,17 @@ def _token_handler(service: TokenService) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             scopes = parse_qs(urlsplit(self.path).query).get("scope", [])
             accepted, user = service.user_for(self.headers.get("Authorization"))
+            self._answer(accepted, user, scopes)
+
+        def do_POST(self) -> None:  # noqa: N802
+            """OAuth2's refresh-token grant: ``grant_type=refresh_token&refresh_token=…&scope=a b``."""
+            length = int(self.headers.get("Content-Length") or 0)
+            form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+            user = service.refresh_tokens.get(form.get("refresh_token", ""))
+            accepted = form.get("grant_type") == "refresh_token" and user is not None
+            self._answer(accepted, user, form.get("scope", "").split())
+
+        def _answer(self, accepted: bool, user: str | None, scopes: list[str]) -> None:
             service.requests.append((user, scopes))
             if not accepted:
                 self.send_error(401)

@@ -17,7 +17,7 @@ from dmr_core.store import Model, ModelStore
 from tests.store.conftest import make_gguf  # noqa: F401 (a fixture, shared with the store tests)
 
 _ENVIRONMENT = ("DOCKER_HUB_USER", "DOCKER_HUB_PASSWORD", "DEFAULT_REGISTRY", "INSECURE_REGISTRY",
-                "DMR_INSECURE_REGISTRY")  # fmt: skip
+                "DMR_INSECURE_REGISTRY", "MODEL_RUNNER_REGISTRY_MIRRORS", "DMR_REGISTRY_MIRRORS", "DMR_PULL_CONCURRENCY")  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
