@@ -1,11 +1,12 @@
-"""One loaded model runs one job at a time; at most ``max_queue`` more wait, the rest get a 503."""
+"""With one slot a loaded model runs one job at a time; at most ``max_queue`` more wait, the rest
+get a 503 (test_parallel.py checks the same past two slots)."""
 
 from dmr_core.testing import wait_until
 from tests.engines.conftest import HeldStream, InThread, chat
 
 
 def test_full_queue_is_503(server_with):
-    server = server_with(DMR_MAX_QUEUE="1")
+    server = server_with(DMR_PARALLEL="1", DMR_MAX_QUEUE="1")
     running = HeldStream(server)
     try:
         waiting = InThread(lambda: chat(server, max_tokens=4))

@@ -6,12 +6,22 @@ evaluates them all with one ``llama_decode``, and samples each sequence's next t
 sequence's own sampler chain at its row of the logits. One slot is the single-stream case: the
 same loop, so there is one way text is generated.
 
-There is no decoder thread: a job that wants its next token and finds none takes the step lock
-and runs a step for everyone (or finds, once it has the lock, that another job's step brought
-its token). A lone request thus decodes on its own thread, as a direct ``Llama.generate()``
-loop does; a separate thread would add a third busy thread beside llama.cpp's compute threads,
-and on a 2-core machine that halved single-stream speed (measured). Everything per job (stop
-strings, tool calls, usage, cancellation) stays in the engine, which reads ``(token, logprob)``.
+There is no decoder thread: a job that wants its next token and finds none runs a step for
+everyone. A lone request thus decodes on its own thread, as a direct ``Llama.generate()`` loop
+does; a separate thread would add a third busy thread beside llama.cpp's compute threads, and on
+a 2-core machine that halved single-stream speed (measured). Everything per job (stop strings,
+tool calls, usage, cancellation) stays in the engine, which reads ``(token, logprob)``.
+
+With several jobs, one of them is the *stepper*: its thread runs every step while its job lasts,
+and the others sleep until a step brought them a token. Why: libgomp keeps worker threads for
+every thread that ever ran a step, and past one such thread per core it stops spinning at
+barriers; when job threads took turns at stepping, a step for 2 sequences took 31 ms instead of
+17 on 2 cores (see :func:`release_openmp_threads`). With one stepper (engine level, SmolLM2-135M,
+128 greedy tokens a stream) 2 streams went from 63 to 114 tokens/s in all and 4 from 85 to 145;
+1 stream is unchanged (bench/parallel.py measures it served). Running every job's output work on
+the stepper too (so the others only relay chunks) measured no better, so it stays per job. A
+stepper whose client reads slowly does not hold the others up: a job that saw no step for
+:data:`CANCEL_POLL` runs the next one and becomes the stepper.
 
 A step ends a sequence at an end-of-generation token or its token budget. A slot keeps what its
 last sequence left in the KV cache; a new prompt goes to the free slot sharing the longest prefix
@@ -21,6 +31,9 @@ with it, so a chat's next turn evaluates only what is new (as ``Llama.generate()
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -31,7 +44,8 @@ from dmr_core.errors import EngineError, InvalidRequest
 from dmr_core.generation import TokenLogprob
 from dmr_llamacpp.vision import MediaPrompt
 
-#: How often a job waiting for a step (all slots busy) checks whether its client went away (seconds).
+#: How often a job waiting for a step checks whether its client went away, and how long no step
+#: may run before it runs one itself, taking over from a stepper that is away (seconds).
 CANCEL_POLL = 0.1
 _END = object()
 
@@ -40,16 +54,18 @@ def widen_context(llama: Any, slots: int) -> int:
     """Give ``llama`` a context for ``slots`` sequences; returns the context each one gets.
 
     ``Llama()`` takes no ``n_seq_max``, so the context it made is replaced. The KV cache is
-    unified (one pool of cells, as llama-server's default) and ``slots`` times the configured
-    size: every sequence can use the full configured context whatever the others hold, so a
-    request never fails for lack of cells, at the price of ``slots`` times the KV memory.
+    ``slots`` times the configured size, one stream of cells per sequence: every sequence can use
+    the full configured context whatever the others hold, so a request never fails for lack of
+    cells, at the price of ``slots`` times the KV memory. Not unified: in one shared pool a
+    sequence's attention spans the cells the other slots keep cached, and a lone request then
+    decoded 10-15% slower after a few concurrent ones (measured on SmolLM2-135M, 2048 a slot).
     """
     from llama_cpp import _internals
 
     per_sequence = llama.n_ctx()
     if slots > 1:
         params = llama.context_params
-        params.n_ctx, params.n_seq_max, params.kv_unified = per_sequence * slots, slots, True
+        params.n_ctx, params.n_seq_max, params.kv_unified = per_sequence * slots, slots, False
         llama._ctx.close()
         llama._ctx = llama._stack.enter_context(
             contextlib.closing(_internals.LlamaContext(model=llama._model, params=params, verbose=False))
@@ -107,6 +123,9 @@ class BatchDecoder:
         self._waiting: deque[Sequence] = deque()  # appended by jobs; everything else under the lock
         self._active: list[Sequence] = []
         self._step_lock = threading.Lock()
+        #: The job whose thread runs the steps (see the module's docstring); the others wait on ``_turn``.
+        self._turn = threading.Condition()
+        self._stepper: Sequence | None = None
         #: ``llama_decode`` calls made (fewer than the tokens sampled when sequences share steps),
         #: and the tokens they evaluated (a cached prompt prefix is not evaluated again).
         self.steps = self.evaluated = 0
@@ -133,23 +152,54 @@ class BatchDecoder:
     def tokens(self, sequence: Sequence, cancelled: Callable[[], bool]) -> Iterator[tuple[int, TokenLogprob | None]]:
         """``sequence``'s sampled tokens until a step ends it, or until ``cancelled()`` while waiting."""
         sampled = sequence.sampled_queue
-        while True:
-            if not sampled:
-                if self._step_lock.acquire(timeout=CANCEL_POLL):
-                    try:
-                        if not sampled:  # another job's step may have brought it meanwhile
-                            self._step()
-                    finally:
-                        self._step_lock.release()
-                elif cancelled():
+        try:
+            while True:
+                if not sampled and not self._wait(sequence, cancelled):
                     return
-                continue
-            item = sampled.popleft()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+                if not sampled:
+                    continue
+                item = sampled.popleft()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._resign(sequence)
+
+    def _wait(self, sequence: Sequence, cancelled: Callable[[], bool]) -> bool:
+        """Until a step brought ``sequence`` something, running steps if its thread is the stepper;
+        False if ``cancelled()`` meanwhile."""
+        if self._stepper is not sequence:
+            release_openmp_threads()  # replaced as the stepper, if it was: see the function
+        if self._takes_turn(sequence, cancelled):
+            with self._step_lock:
+                if not sequence.sampled_queue:  # else a step brought its token while we waited for the lock
+                    _OPENMP.started = True
+                    self._step()
+            with self._turn:
+                self._turn.notify_all()
+        return bool(sequence.sampled_queue) or not cancelled()
+
+    def _takes_turn(self, sequence: Sequence, cancelled: Callable[[], bool]) -> bool:
+        """Waits (up to :data:`CANCEL_POLL`) for a step to bring ``sequence`` a token; True if it is to run
+        the next step: nobody steps, it does, or the stepper ran none for CANCEL_POLL (its client
+        reads slowly, so it is away sending)."""
+        sampled = sequence.sampled_queue
+        with self._turn:
+            steps = self.steps
+            ready = self._turn.wait_for(lambda: sampled or self._stepper in (None, sequence), CANCEL_POLL)
+            if sampled or (not ready and (self.steps != steps or self._step_lock.locked() or cancelled())):
+                return False
+            self._stepper = sequence
+            return True
+
+    def _resign(self, sequence: Sequence) -> None:
+        with self._turn:
+            if self._stepper is sequence:
+                self._stepper = None
+                self._turn.notify_all()  # a waiting job takes over the steps
+        release_openmp_threads()
 
     def close(self) -> None:
         """Free the batch (the worker closes a model only once its jobs are over)."""
@@ -276,6 +326,36 @@ class BatchDecoder:
         if sequence.slot is not None:
             sequence.slot.busy = False
             sequence.slot = None
+
+
+def release_openmp_threads() -> None:
+    """Free the OpenMP worker threads the calling thread's decode steps started, if it ran any.
+
+    llama.cpp's CPU backend runs each graph in an OpenMP parallel region, and libgomp keeps, for
+    every thread that ever started one, a pool of workers. Once a process has more of those
+    threads than cores, libgomp spins only briefly at each barrier before sleeping, and a step
+    (hundreds of barriers) slows down by almost half (measured: 17 → 31 ms a step for 2 sequences
+    on 2 cores while another live thread had decoded once). So only the stepper's thread keeps a
+    pool: a thread frees its own when it stops being the stepper. A no-op without libgomp.
+    """
+    if getattr(_OPENMP, "started", False):
+        _OPENMP.started = False
+        pause = _omp_pause_resource_all()
+        if pause is not None:
+            pause(_OMP_PAUSE_SOFT)
+
+
+#: Per thread: ``started`` once it ran a decode step (libgomp then holds a pool for it).
+_OPENMP = threading.local()
+_OMP_PAUSE_SOFT = 1
+
+
+@functools.cache
+def _omp_pause_resource_all():
+    try:  # only if llama.cpp loaded it: never load an OpenMP runtime it does not use
+        return ctypes.CDLL("libgomp.so.1", mode=os.RTLD_NOLOAD).omp_pause_resource_all
+    except (OSError, AttributeError):
+        return None
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -110,6 +110,18 @@ def test_a_request_leaving_mid_stream_leaves_the_other_untouched(engine, single)
     assert [c[-1].usage.completion_tokens for c in again] == [16, 16]
 
 
+def test_a_stepper_that_stops_asking_does_not_hold_the_others_up(engine, single):
+    # The first request's thread ran the first step, so it runs the steps; then its client stops
+    # reading (the generator is left suspended), as one reading slowly would.
+    stalled = engine.generate(request(engine, "Once upon a time", SamplingParams(max_tokens=40, temperature=0)), lambda: False)
+    assert next(stalled).usage.completion_tokens == 0 and next(stalled).text
+    other = alone(engine, request(engine, "The capital of France is", SHORT))  # would wait forever
+    assert text(other) == text(alone(single, request(single, "The capital of France is", SHORT)))
+    assert other[-1].usage.completion_tokens == 10
+    rest = list(stalled)  # the steps of the other sampled for it meanwhile: it goes on where it stopped
+    assert rest[-1].usage.completion_tokens == 40 and rest[-1].finish_reason is FinishReason.LENGTH
+
+
 def test_each_sequence_keeps_its_own_grammar(engine):
     schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20}, "age": {"type": "integer"}},
               "required": ["name", "age"], "additionalProperties": False}  # fmt: skip
