@@ -62,9 +62,13 @@ class Runtime:
                 "context_size": context_size or None, "default_context": self.context_size(model),
                 "keep_alive": keep_alive}  # fmt: skip
 
-    def _job(self, name: str, engine: str | None, request: GenerationRequest) -> tuple[str, GenerationRequest, dict]:
+    def _resolved(self, name: str, engine: str | None) -> tuple[Model, str]:
+        """The stored model ``name`` and the engine that serves it."""
         model = self.store.resolve(name)
-        engine_name = self.engine_for(model, engine)
+        return model, self.engine_for(model, engine)
+
+    def _job(self, name: str, engine: str | None, request: GenerationRequest) -> tuple[str, GenerationRequest, dict]:
+        model, engine_name = self._resolved(name, engine)
         spec = self.placement(name, model, engine_name, "completion", request.context_size, request.keep_alive)
         job = dataclasses.replace(request, model_path=spec["model_path"],
                                   context_size=request.context_size or spec["default_context"])  # fmt: skip
@@ -86,22 +90,19 @@ class Runtime:
     def preload(self, name: str, engine: str | None, mode: str) -> None:
         """Load ``name``'s runner for ``mode`` and return once it is loaded, generating nothing
         (``X-Preload-Only``). It then idles like any runner, until its keep-alive runs out."""
-        model = self.store.resolve(name)
-        engine_name = self.engine_for(model, engine)
+        model, engine_name = self._resolved(name, engine)
         self.pool.preload(self.placement(name, model, engine_name, mode))
 
     def embed(self, name: str, engine: str | None, inputs: tuple[str, ...], truncate: bool = False,
               keep_alive: float | None = None) -> EmbeddingResult:  # fmt: skip
-        model = self.store.resolve(name)
-        engine_name = self.engine_for(model, engine)
+        model, engine_name = self._resolved(name, engine)
         spec = self.placement(name, model, engine_name, "embedding", keep_alive=keep_alive)
         job = EmbeddingRequest(str(model.gguf_path), inputs, spec["default_context"], truncate)
         return self.pool.embed(engine_name, job, spec)
 
     def rank(self, name: str, engine: str | None, pairs: tuple[tuple[str, str], ...]) -> RankResult:
         """One relevance score per (query, document) pair, from model ``name`` loaded for reranking."""
-        model = self.store.resolve(name)
-        engine_name = self.engine_for(model, engine)
+        model, engine_name = self._resolved(name, engine)
         if Mode.RERANKING not in self.engines.get(engine_name).modes:  # say so without loading the model
             raise InvalidRequest(f"engine {engine_name} does not support reranking", param="model")
         spec = self.placement(name, model, engine_name, Mode.RERANKING.value)

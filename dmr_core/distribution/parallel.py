@@ -17,8 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from dmr_core.store.artifact import Descriptor
 
-#: containerd's (and so DMR's) default number of layers fetched at once.
-DEFAULT_CONCURRENCY = 3
 #: Counts a worker may run ahead of the consumer before it waits.
 QUEUE_DEPTH = 16
 _PUT_POLL_SECONDS = 0.1

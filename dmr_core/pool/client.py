@@ -121,29 +121,25 @@ class PoolClient:
                     return
 
     def embed(self, engine: str, request: EmbeddingRequest, spec: dict[str, Any] | None = None) -> EmbeddingResult:
-        with self._open_job(spec or _spec(engine, request, "embedding"), "embed", engine, request) as job:
-            frame = _read_or_crash(FrameReader(job.sock))
-        if frame["k"] == "e":
-            raise error_from_dict(frame["error"])
-        result = frame["result"]
+        result = self._one_reply(spec or _spec(engine, request, "embedding"), "embed", engine, request)
         return EmbeddingResult(tuple(tuple(v) for v in result["vectors"]), result["prompt_tokens"])
 
     def rank(self, engine: str, request: RankRequest, spec: dict[str, Any] | None = None) -> RankResult:
         """One score per pair of ``request``, from a model loaded for reranking."""
-        with self._open_job(spec or _spec(engine, request, "reranking"), "rank", engine, request) as job:
-            frame = _read_or_crash(FrameReader(job.sock))
-        if frame["k"] == "e":
-            raise error_from_dict(frame["error"])
-        result = frame["result"]
+        result = self._one_reply(spec or _spec(engine, request, "reranking"), "rank", engine, request)
         return RankResult(tuple(result["scores"]), result["prompt_tokens"])
 
     def count_tokens(self, engine: str, request: GenerationRequest, spec: dict[str, Any] | None = None) -> int:
         """The prompt size of ``request`` in tokens (template and tools applied), without generating."""
-        with self._open_job(spec or _spec(engine, request, "completion"), "count", engine, request) as job:
+        return int(self._one_reply(spec or _spec(engine, request, "completion"), "count", engine, request))
+
+    def _one_reply(self, spec: dict[str, Any], op: str, engine: str, request) -> Any:
+        """The result of a job answered with one frame; the worker's error raised as it came."""
+        with self._open_job(spec, op, engine, request) as job:
             frame = _read_or_crash(FrameReader(job.sock))
         if frame["k"] == "e":
             raise error_from_dict(frame["error"])
-        return int(frame["result"])
+        return frame["result"]
 
     def status(self) -> dict[str, Any]:
         return self.call_supervisor({"op": "status"})

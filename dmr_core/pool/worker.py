@@ -2,9 +2,9 @@
 
 Started by the supervisor as ``python -m dmr_core.pool.worker``, with ``CUDA_VISIBLE_DEVICES``
 already in its environment, so no engine import can see another device. Each client connection
-carries one job; a loaded model runs as many jobs at once as its engine's ``parallel`` (they decode
-together; more queue, never cut each other off), and a job stops within one token once its client disconnects. What is loaded is
-decided by the supervisor's scheduler: it sends ``load`` and ``unload`` (a job for a model that is
+carries one job; a loaded model runs as many jobs at once as its engine's ``parallel`` (they
+decode together; more queue, never cut each other off), and a job stops within one token once its
+client disconnects. What is loaded is decided by the supervisor's scheduler: it sends ``load`` and ``unload`` (a job for a model that is
 not loaded still loads it, so the worker never refuses work).
 """
 
@@ -48,6 +48,13 @@ class WorkerInfo:
     device: str
     pid: int
     socket_path: str
+
+
+#: Jobs answered with one result: op → (request from wire, the mode loaded, the engine method).
+ONE_RESULT_OPS = {
+    "embed": (embedding_request_from_wire, Mode.EMBEDDING, "embed"),
+    "rank": (rank_request_from_wire, Mode.RERANKING, "rank"),
+}
 
 
 class PeerWatch:
@@ -151,10 +158,11 @@ class LoadedModel:
 
     def enter(self) -> bool:
         """Take a running place (a slot is held); False if the model was retired meanwhile."""
-        with self._state:
-            if not self.retired:
-                self.running += 1
-        return not self.retired
+        with self._state:  # decided under the lock: a retire() right after must see this job
+            if self.retired:
+                return False
+            self.running += 1
+            return True
 
     def leave(self) -> None:
         """The job is over; the last one out of a retired model frees it (unload never waits)."""
@@ -256,7 +264,7 @@ class Worker:
 
     def _dispatch(self, conn: socket.socket, message: dict[str, Any]) -> None:
         op = message.get("op")
-        if op in ("generate", "embed", "rank"):
+        if op == "generate" or op in ONE_RESULT_OPS:
             self._run_job(conn, message)
         elif op == "count":
             send_frame(conn, {"k": "r", "result": self._count(message)})
@@ -282,7 +290,7 @@ class Worker:
             if message["op"] == "generate":
                 outcome = "cancelled" if self._generate(conn, message) else "completed"
             else:
-                (self._rank if message["op"] == "rank" else self._embed)(conn, message)
+                self._one_result(conn, message)
                 outcome = "completed"
         finally:
             self.jobs.end(outcome)
@@ -326,16 +334,12 @@ class Worker:
         loaded = self.model_for(message["engine"], request.model_path, Mode.COMPLETION, request.context_size)
         return loaded.engine.count_tokens(request)
 
-    def _embed(self, conn: socket.socket, message: dict[str, Any]) -> None:
-        request = embedding_request_from_wire(message["request"])
-        with self._locked(message["engine"], request.model_path, Mode.EMBEDDING, request.context_size) as loaded:
-            result = loaded.engine.embed(request)
-        send_frame(conn, {"k": "r", "result": to_wire(result)})
-
-    def _rank(self, conn: socket.socket, message: dict[str, Any]) -> None:
-        request = rank_request_from_wire(message["request"])
-        with self._locked(message["engine"], request.model_path, Mode.RERANKING, request.context_size) as loaded:
-            result = loaded.engine.rank(request)
+    def _one_result(self, conn: socket.socket, message: dict[str, Any]) -> None:
+        """An ``embed`` or ``rank`` job: one call on the model loaded for that mode, one reply."""
+        from_wire, mode, method = ONE_RESULT_OPS[message["op"]]
+        request = from_wire(message["request"])
+        with self._locked(message["engine"], request.model_path, mode, request.context_size) as loaded:
+            result = getattr(loaded.engine, method)(request)
         send_frame(conn, {"k": "r", "result": to_wire(result)})
 
     @staticmethod
