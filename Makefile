@@ -5,7 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 MODELS_CACHE := .cache/models
 DEFAULT_GGUF := $(MODELS_CACHE)/SmolLM2-135M-Instruct.Q4_1.gguf
-# Extra CMake flags for llama-cpp-python, e.g. LLAMA_CMAKE_ARGS=-DGGML_CUDA=on on a GPU machine.
+# Extra CMake flags for llama-cpp-python, e.g. LLAMA_CMAKE_ARGS=-DGGML_CUDA=on on a GPU machine
+# (with PIP_NO_CACHE_DIR=1, or pip reuses a cached CPU build: docs/gpu.md).
 LLAMA_CMAKE_ARGS ?=
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?=

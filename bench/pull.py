@@ -30,7 +30,8 @@ from dmr_core import bundled_models  # noqa: E402
 from dmr_core.distribution.pull import pull_model  # noqa: E402
 from dmr_core.distribution.push import push_model  # noqa: E402
 from dmr_core.store.layout import ModelStore  # noqa: E402
-from dmr_core.testing import MODELS_CACHE, short_tempdir, start_registry  # noqa: E402
+from dmr_core.testing import MODELS_CACHE, short_tempdir  # noqa: E402
+from tests.support.registry import start_registry  # noqa: E402
 
 REPOSITORY = "ai/smollm2:latest"
 

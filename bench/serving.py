@@ -54,9 +54,14 @@ class Direct:
 
     def __init__(self, model_path: Path, threads: int) -> None:
         import llama_cpp
+        from dmr_llamacpp import extra_buffers
 
-        self.llama = llama_cpp.Llama(model_path=str(model_path), n_ctx=CONTEXT, n_threads=threads,
-                                     n_threads_batch=threads, verbose=False)  # fmt: skip
+        # The path dmr's worker takes on this CPU (AMX faults on some: see extra_buffers.py).
+        cpu_path = extra_buffers.decide()
+        print(f"llama.cpp CPU path: {cpu_path.reason}", file=sys.stderr)
+        with extra_buffers.model_defaults(cpu_path.use_extra_buffers):
+            self.llama = llama_cpp.Llama(model_path=str(model_path), n_ctx=CONTEXT, n_threads=threads,
+                                         n_threads_batch=threads, verbose=False)  # fmt: skip
 
     def run(self, prompt: str, tokens: int) -> tuple[float, float, int]:
         start = time.perf_counter()

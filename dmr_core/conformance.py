@@ -31,8 +31,11 @@ and ``availability()`` import no heavy library (checked in a fresh interpreter);
 with ``finish_reason`` and ``usage``; ``max_tokens`` ends with LENGTH after exactly that many
 tokens; greedy decoding (temperature 0) is deterministic; stop strings never reach the output and
 end with STOP; ``cancelled()`` stops the job within one token (CANCELLED); a prompt longer than
-the context raises :class:`~dmr_core.errors.ContextLengthExceeded` before the first chunk; when
-the engine supports :attr:`Mode.EMBEDDING`, one L2-normalised vector per input; an engine
+the context raises :class:`~dmr_core.errors.ContextLengthExceeded` before the first chunk; a
+prompt of token ids is used as sent (or, by an engine with no vocabulary, refused with a 400), and
+an id outside the vocabulary, in a prompt or an embedding input, is an
+:class:`~dmr_core.errors.InvalidRequest` before native code reads it; when the engine
+supports :attr:`Mode.EMBEDDING`, one L2-normalised vector per input; an engine
 reporting ``parallel`` > 1 serves that many generations at once; ``rank()`` on an engine without
 :attr:`Mode.RERANKING` is a clear :class:`~dmr_core.errors.InvalidRequest`; ``close()`` is
 idempotent.
@@ -53,7 +56,7 @@ from pathlib import Path
 import pytest
 
 from dmr_core.engines.base import Availability, Engine, RunnerConfig
-from dmr_core.errors import ContextLengthExceeded, InvalidRequest
+from dmr_core.errors import ContextLengthExceeded, InvalidRequest, UnsupportedParameter
 from dmr_core.generation import (
     EmbeddingRequest,
     EmbeddingResult,
@@ -90,6 +93,9 @@ class EngineConformance:
     max_tokens: int = 12
     #: The engine serves chat requests (``GenerationRequest.messages``).
     supports_chat: bool = True
+    #: The engine has a vocabulary, so takes prompts and embedding inputs as token ids (else it
+    #: must refuse them with :class:`~dmr_core.errors.UnsupportedParameter`).
+    supports_token_ids: bool = True
     #: The module of the distribution's ``dmr`` entry point; None: load the installed entry points.
     plugin_module: str | None = None
     #: Inputs of the embedding test; they must differ from one another.
@@ -290,6 +296,25 @@ class EngineConformance:
         request = GenerationRequest(engine.model_path, prompt="word " * words, sampling=SamplingParams(max_tokens=4))
         with pytest.raises(ContextLengthExceeded):
             next(iter(engine.generate(request, lambda: False)))
+
+    def test_prompt_of_token_ids_is_used_as_sent(self, engine):
+        request = GenerationRequest(engine.model_path, prompt_ids=(1, 2, 3), sampling=SamplingParams(max_tokens=2))
+        if not self.supports_token_ids:  # not offered: it must say so clearly
+            with pytest.raises(UnsupportedParameter):
+                self.run(engine, request)
+            return
+        chunks = self.run(engine, request)
+        assert chunks[0].usage.prompt_tokens == 3, "token ids are the prompt: nothing added (no BOS)"
+
+    @pytest.mark.parametrize("ids", [(1, 2**30), (-1,), ()])
+    def test_token_ids_outside_the_vocabulary_are_refused(self, engine, embedding_engine, ids):
+        """An id past the vocabulary would make native code read past its tables: a 400 instead."""
+        request = GenerationRequest(engine.model_path, prompt_ids=ids, sampling=SamplingParams(max_tokens=2))
+        with pytest.raises(InvalidRequest):
+            next(iter(engine.generate(request, lambda: False)))
+        if embedding_engine is not None:
+            with pytest.raises(InvalidRequest):
+                embedding_engine.embed(EmbeddingRequest(embedding_engine.model_path, ("fine", ids)))
 
     def test_chat_request(self, engine):
         request = GenerationRequest(engine.model_path, messages=(Message("user", "Say hello."),),

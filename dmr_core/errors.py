@@ -168,6 +168,14 @@ class WorkerCrashed(DmrError):
     code = "worker_crashed"
 
 
+class ClientDisconnected(DmrError):
+    """The HTTP client closed its connection while its job ran; the job was cancelled. Nobody
+    reads the answer: 499 is what access logs show (nginx's "client closed request")."""
+
+    status = 499
+    code = "client_disconnected"
+
+
 class EngineError(DmrError):
     """The engine failed while running a job."""
 

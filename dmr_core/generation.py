@@ -66,11 +66,12 @@ class ToolSpec:
 @dataclass(frozen=True, slots=True)
 class ToolChoice:
     """``mode``: ``auto`` (may call), ``none`` (must not), ``required`` (must call one), or
-    ``function`` (must call ``name``). ``parallel``: several calls in one turn are allowed."""
+    ``function`` (must call ``name``). ``parallel``: several calls in one turn are allowed; off
+    unless the request asks for it, as in llama.cpp's server (``docs/tool-calling.md``)."""
 
     mode: str = "auto"
     name: str | None = None
-    parallel: bool = True
+    parallel: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +100,8 @@ class SamplingParams:
 
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """A text-generation job: a chat (``messages``) or a raw completion (``prompt``).
+    """A text-generation job: a chat (``messages``) or a raw completion (``prompt``, or
+    ``prompt_ids``: the prompt as the model's token ids, sent as they are, without a BOS added).
 
     ``logprobs``: None for none, else how many top alternatives to report per token (0–20).
     ``raw``: the prompt is sent as is, without the chat template (Ollama's ``raw``).
@@ -120,6 +122,7 @@ class GenerationRequest:
     logprobs: int | None = None
     keep_alive: float | None = None
     think: bool | None = None
+    prompt_ids: tuple[int, ...] | None = None
 
     @property
     def is_chat(self) -> bool:
@@ -128,8 +131,14 @@ class GenerationRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Token counts of a job. ``cached_tokens``: how many of the ``prompt_tokens`` were not
+    evaluated because the KV cache already held them (a prefix reused from an earlier job), as
+    llama.cpp's server reports them (OpenAI ``prompt_tokens_details.cached_tokens``, Anthropic
+    ``cache_read_input_tokens``). Known once the job has its slot: 0 on the first chunk."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -172,6 +181,8 @@ class GenerationChunk:
     chunk's meaning: text first, then calls); ``logprobs`` cover the tokens behind ``text``.
     ``stop_sequence``, on the last chunk, is the request's stop string that ended the job.
     ``reasoning`` is the model's thinking (text between ``<think>`` tags), which precedes ``text``.
+    ``choice`` is which of a request's generations the chunk belongs to (OpenAI's ``n``, several
+    prompts), set by the runtime that runs them together (:mod:`dmr_core.choices`); 0 for a lone one.
     """
 
     text: str = ""
@@ -181,15 +192,17 @@ class GenerationChunk:
     logprobs: tuple[TokenLogprob, ...] = ()
     stop_sequence: str | None = None
     reasoning: str = ""
+    choice: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class EmbeddingRequest:
-    """``truncate``: cut an input longer than the context to fit (Ollama's default) instead of
-    refusing it with a context-length error (OpenAI's behaviour)."""
+    """``inputs``: texts, or token ids of the model's vocabulary (embedded as they are, no BOS
+    added). ``truncate``: cut an input longer than the context to fit (Ollama's default) instead
+    of refusing it with a context-length error (OpenAI's behaviour)."""
 
     model_path: str
-    inputs: tuple[str, ...]
+    inputs: tuple[str | tuple[int, ...], ...]
     context_size: int | None = None
     truncate: bool = False
 
@@ -250,12 +263,17 @@ def request_from_wire(data: dict[str, Any]) -> GenerationRequest:
         logprobs=data.get("logprobs"),
         keep_alive=data.get("keep_alive"),
         think=data.get("think"),
+        prompt_ids=_ids_from_wire(data.get("prompt_ids")),
     )
 
 
+def _ids_from_wire(ids: list[int] | None) -> tuple[int, ...] | None:
+    return None if ids is None else tuple(ids)
+
+
 def embedding_request_from_wire(data: dict[str, Any]) -> EmbeddingRequest:
-    return EmbeddingRequest(data["model_path"], tuple(data["inputs"]), data.get("context_size"),
-                            bool(data.get("truncate")))  # fmt: skip
+    inputs = tuple(item if isinstance(item, str) else tuple(item) for item in data["inputs"])
+    return EmbeddingRequest(data["model_path"], inputs, data.get("context_size"), bool(data.get("truncate")))
 
 
 def rank_request_from_wire(data: dict[str, Any]) -> RankRequest:
@@ -269,7 +287,8 @@ def chunk_to_wire(chunk: GenerationChunk) -> dict[str, Any]:
     if chunk.finish_reason is not None:
         data["f"] = chunk.finish_reason.value
     if chunk.usage is not None:
-        data["u"] = [chunk.usage.prompt_tokens, chunk.usage.completion_tokens]
+        usage = chunk.usage
+        data["u"] = [usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens]
     if chunk.tool_calls:
         data["c"] = to_wire(chunk.tool_calls)
     if chunk.logprobs:

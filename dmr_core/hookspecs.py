@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from dmr_core.dialects.registry import DialectRegistry
     from dmr_core.engines.registry import EngineRegistry
-    from dmr_core.pool.worker import WorkerInfo
+    from dmr_core.pool.workerinfo import WorkerInfo
     from dmr_core.settings import Settings
     from dmr_core.store.layout import Model
 

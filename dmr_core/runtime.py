@@ -6,8 +6,10 @@ Held by the app as ``app.extensions["dmr"]``; dialect routes only parse, call th
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
+from dmr_core.choices import MergedChoices
+from dmr_core.disconnect import client_socket
 from dmr_core.engines.registry import EngineRegistry
 from dmr_core.errors import EngineUnavailable, InvalidRequest, RankingUnsupported
 from dmr_core.generation import (
@@ -78,9 +80,29 @@ class Runtime:
         """Start the job and wait for its first chunk, so any failure comes before a response starts.
 
         ``request.context_size`` set means the client asked for that size (Ollama's ``num_ctx``);
-        otherwise the pool applies the model's ``_configure``d size, else :meth:`context_size`."""
+        otherwise the pool applies the model's ``_configure``d size, else :meth:`context_size`.
+        If the HTTP client closes its connection meanwhile, streamed or not, the job is cancelled
+        (:mod:`dmr_core.disconnect`) and the chunks end with :class:`~dmr_core.errors.ClientDisconnected`."""
         engine_name, job, spec = self._job(name, engine, request)
-        return _primed(self.pool.generate(engine_name, job, spec))
+        return _primed(self.pool.generate(engine_name, job, spec, client_socket()))
+
+    def generate_choices(self, name: str, engine: str | None,
+                         requests: Sequence[GenerationRequest]) -> Iterator[GenerationChunk]:  # fmt: skip
+        """Several jobs at once (OpenAI's ``n``, several prompts), all submitted before any is
+        read: the model's parallel slots run them together, the others wait for a slot. Chunks
+        come as they arrive, each stamped with its request's place in ``requests``; like
+        :meth:`generate`, this returns once some job has output."""
+        if len(requests) == 1:
+            return self.generate(name, engine, requests[0])
+        merged = MergedChoices()
+        try:
+            for request in requests:
+                engine_name, job, spec = self._job(name, engine, request)
+                merged.add(self.pool.generate(engine_name, job, spec, client_socket()))
+        except BaseException:
+            merged.close()  # the jobs already submitted stop at their next chunk
+            raise
+        return _primed(merged.chunks())
 
     def count_tokens(self, name: str, engine: str | None, request: GenerationRequest) -> int:
         """The prompt size of ``request`` for model ``name``, as :meth:`generate` would send it."""

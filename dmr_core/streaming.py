@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from flask import Response
 
-from dmr_core.errors import DmrError, EngineError
+from dmr_core.errors import ClientDisconnected, DmrError, EngineError
 
 log = logging.getLogger("dmr.stream")
 
@@ -31,13 +31,17 @@ def sse_event(event: str, payload: str) -> str:
 def guarded(events: Iterable[str], on_error: Callable[[DmrError], str]) -> Iterator[bytes]:
     """Yield ``events`` encoded; a failure after the first byte becomes the dialect's in-stream error.
 
-    When the client disconnects, the server closes this generator, which closes ``events`` and
-    through it the pool socket: the inference worker sees that and stops the job.
+    When the client disconnects, the server closes this generator (a write failed), which closes
+    ``events`` and through it the pool socket: the inference worker sees that and stops the job.
+    A disconnect seen first by the watch on the client (:mod:`dmr_core.disconnect`: while the
+    job is slow to produce, nothing is written) ends the stream with nobody left to tell.
     """
     iterator = iter(events)
     try:
         for event in iterator:
             yield event.encode()
+    except ClientDisconnected:
+        return
     except DmrError as exc:
         yield on_error(exc).encode()
     except Exception as exc:  # never a traceback on the wire

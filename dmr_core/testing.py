@@ -1,8 +1,12 @@
-"""pytest fixtures for dmr and for engine authors: real models, real stores, real servers.
+"""pytest plugin for dmr and for engine authors: real models, real stores, real servers.
 
 Loaded with ``-p dmr_core.testing`` (or ``pytest_plugins = ["dmr_core.testing"]``). Every
 fixture that starts a process stops it in ``finally`` (terminate, wait, kill), and the server
-fixture checks that the inference pool left no process behind.
+fixture checks that the inference pool left no process behind. And if the run itself dies (even
+``kill -9``), :mod:`dmr_core.testing_reaper` kills every process it started.
+
+Also here, for engine authors: :class:`dmr_core.conformance.EngineConformance`. What only dmr's
+own suites use (registries, the thinking server, tiny models) is in ``tests/support/``, not shipped.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from dmr_core import bundled_models
+from dmr_core import bundled_models, testing_reaper
 from dmr_core.pool.client import PoolClient
 from dmr_core.pool.protocol import request_reply
 from dmr_core.settings import PROJECT_ROOT
@@ -141,6 +145,18 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05) -> bool
     return predicate()
 
 
+# -- the run's processes ---------------------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Mark this run's processes and start the reaper that kills them if the run dies."""
+    # Only the first configure of a process: an in-process (pytester) run inside it shares the
+    # token, and must not sweep the outer run's processes when it ends.
+    if not testing_reaper.started():
+        testing_reaper.start()
+        config.add_cleanup(testing_reaper.finish)
+
+
 # -- fixtures ------------------------------------------------------------------------------------
 
 
@@ -177,40 +193,6 @@ def stop_server(server: DmrServer) -> None:
 def dmr_server(model_store) -> Iterator[DmrServer]:
     """One real server for the session's read-mostly tests."""
     server = start_server(model_store)
-    try:
-        yield server
-    finally:
-        stop_server(server)
-
-
-#: A Qwen3-style chat template for SmolLM2's ChatML tokens: the generation prompt opens ``<think>``
-#: unless ``enable_thinking`` is false (then it holds an empty, closed reasoning block).
-THINKING_TEMPLATE = """{%- for message in messages %}
-{{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>\n' }}
-{%- endfor %}
-{%- if add_generation_prompt %}
-{{- '<|im_start|>assistant\n' }}
-{%- if enable_thinking is defined and enable_thinking is false %}
-{{- '<think>\n\n</think>\n\n' }}
-{%- else %}
-{{- '<think>\n' }}
-{%- endif %}
-{%- endif %}
-"""
-THINKING_MODEL = "ai/smollm2-thinking"
-
-
-@pytest.fixture(scope="session")
-def thinking_server(smollm2_gguf, tmp_path_factory) -> Iterator[DmrServer]:
-    """A server whose store has ``ai/smollm2`` and :data:`THINKING_MODEL`: the same weights
-    packaged with :data:`THINKING_TEMPLATE` as their chat-template layer."""
-    root = tmp_path_factory.mktemp("thinking-store")
-    template = root / "thinking.jinja"
-    template.write_text(THINKING_TEMPLATE)
-    store = ModelStore(root / "store")
-    store.import_gguf(smollm2_gguf, "ai/smollm2")
-    store.import_gguf(smollm2_gguf, THINKING_MODEL, chat_template=template)
-    server = start_server(root / "store")
     try:
         yield server
     finally:
@@ -260,79 +242,6 @@ def openai_client_for(server: DmrServer, prefix: str = "/engines/v1"):
 def openai_client(dmr_server):
     """The official OpenAI client, strict response validation on, pointed at ``/engines/v1``."""
     return openai_client_for(dmr_server)
-
-
-# -- OCI registries (model distribution) ---------------------------------------------------------
-
-from dmr_core.distribution.progress import ProgressEvent  # noqa: E402
-from dmr_core.distribution.testregistry import RegistryServer, TokenService, write_htpasswd  # noqa: E402
-
-#: The one account of the authenticating registries.
-REGISTRY_USERS = {"dmr-tester": "correct-horse-battery"}
-
-
-def start_registry(directory: Path, auth: str | None = None) -> tuple[RegistryServer, TokenService | None]:
-    """Start the real CNCF distribution registry in ``directory``.
-
-    ``auth``: ``None`` (open), ``"htpasswd"`` (basic auth for :data:`REGISTRY_USERS`) or ``"token"``
-    (bearer tokens from a :class:`TokenService` that knows :data:`REGISTRY_USERS`).
-    """
-    tokens = TokenService(directory, REGISTRY_USERS).start() if auth == "token" else None
-    htpasswd = write_htpasswd(directory / "htpasswd", REGISTRY_USERS) if auth == "htpasswd" else None
-    try:
-        return RegistryServer(directory, htpasswd=htpasswd, token_service=tokens).start(), tokens
-    except BaseException:
-        if tokens is not None:
-            tokens.stop()
-        raise
-
-
-@pytest.fixture
-def registry_server(tmp_path_factory) -> Iterator:
-    """Factory: ``registry_server(auth=None | "htpasswd" | "token") -> RegistryServer``.
-
-    Each call starts the real CNCF distribution registry (Debian's ``docker-registry``, distribution
-    2.8) on 127.0.0.1, on a free port, with its own storage directory; it answers ``GET /v2/``
-    before the call returns. Every registry (and token service) is stopped in ``finally``:
-    terminate, wait, kill.
-    """
-    started: list[tuple[RegistryServer, TokenService | None]] = []
-
-    def start(auth: str | None = None) -> RegistryServer:
-        started.append(start_registry(tmp_path_factory.mktemp("registry"), auth))
-        return started[-1][0]
-
-    try:
-        yield start
-    finally:
-        for registry, tokens in started:
-            registry.stop()
-            if tokens is not None:
-                tokens.stop()
-
-
-@pytest.fixture
-def registry(registry_server) -> RegistryServer:
-    """One open (no auth) real registry for the test."""
-    return registry_server()
-
-
-def kill_registry_mid_transfer(registry: RegistryServer, events: Iterator[ProgressEvent],
-                               after_bytes: int) -> tuple[list[ProgressEvent], BaseException | None]:  # fmt: skip
-    """Consume pull/push ``events``; SIGKILL ``registry`` once a layer has moved ``after_bytes``.
-
-    The generator is paused while the registry dies, so the transfer is cut mid-blob. Returns the
-    events seen and the exception that ended them (``None`` if the transfer somehow finished).
-    """
-    seen: list[ProgressEvent] = []
-    try:
-        for event in events:
-            seen.append(event)
-            if event.type == "progress" and event.layer.current >= after_bytes:
-                registry.kill()
-    except Exception as exc:  # the error the transfer ends with is what the test examines
-        return seen, exc
-    return seen, None
 
 
 # -- the engine conformance suite (for engine authors) -------------------------------------------

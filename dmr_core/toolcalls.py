@@ -183,9 +183,11 @@ class ToolCallParser:
 
     Text that may be the start of ``<tool_call>`` (and whitespace just before it) is held back
     until it is known not to be. Inside a call, the first piece announces ``id`` and ``name``; the
-    arguments then stream as they come, less a held-back tail that may be the call object's own
-    closing brace. After a call only another call may follow (if ``parallel``); anything else ends
-    the turn, and :attr:`done` tells the engine to stop generating.
+    arguments then stream as they come, cut exactly where their JSON value ends
+    (:class:`JsonValueEnd`): the call object's own ``}`` and the closing tag are never part of
+    them, even when generation stops before the tag is whole. After a call only another call may
+    follow (if ``parallel``); anything else ends the turn, and :attr:`done` tells the engine to
+    stop generating.
     """
 
     def __init__(self, parallel: bool = True) -> None:
@@ -194,10 +196,13 @@ class ToolCallParser:
         self.calls = 0  # calls started so far; the next one gets this index
         self._state = self._text
         self._buf = ""
+        self._value = JsonValueEnd()
         self._args_sent = ""
+        self._held = ""  # arguments written as a JSON string, decoded once whole
 
     @property
     def in_call(self) -> bool:
+        """Inside a call whose arguments are not whole yet (generation ending now cuts it short)."""
         return self._state in (self._head, self._args)
 
     def feed(self, text: str) -> Parsed:
@@ -209,15 +214,15 @@ class ToolCallParser:
         return out
 
     def finish(self) -> Parsed:
-        """Whatever is held back, once generation has ended."""
+        """Whatever is held back, once generation has ended. A call cut short keeps the arguments
+        already sent (a prefix of its JSON) and nothing of what would have closed it."""
         out = Parsed()
         if self._state == self._text:
             out.text, self._buf = self._buf, ""
         elif self._state == self._head:
-            self._whole_call(self._buf, "", out)
-            self._buf = ""
-        elif self._state == self._args:
-            self._last_arguments(out)
+            self._unfinished_head(out)
+        elif self._state in (self._args, self._closing):
+            self._end_call()
         return out
 
     # -- states: each consumes what it can; True when it moved to another state ------------------
@@ -238,7 +243,8 @@ class ToolCallParser:
         head = _HEAD.match(self._buf)
         if head is not None:
             out.calls.append(ToolCallDelta(self.calls, new_call_id(), json.loads(f'"{head.group(1)}"')))
-            self._buf, self._args_sent = self._buf[head.end() :], ""
+            self._buf, self._args_sent, self._held = self._buf[head.end() :], "", ""
+            self._value = JsonValueEnd()
             self._state = self._args
             return True
         end = self._buf.find(CLOSE)
@@ -249,16 +255,30 @@ class ToolCallParser:
         return True
 
     def _args(self, out: Parsed) -> bool:
-        end = self._buf.find(CLOSE)
-        if end != -1:
-            body = self._buf[:end].rstrip()
-            self._send_arguments(body[:-1].rstrip() if body.endswith("}") else body, out)
-            self._buf = self._buf[end + len(CLOSE) :]
+        size = self._value.scan(self._buf)
+        piece, self._buf = self._buf[:size], self._buf[size:]
+        if self._value.string:
+            self._held += piece
+        else:
+            self._send_arguments(piece, out)
+        if not self._value.done:
+            return False
+        if self._value.string:
+            self._send_arguments(_decoded(self._held), out)
+        self._state = self._closing
+        return True
+
+    def _closing(self, out: Parsed) -> bool:
+        """After the arguments: the call object's ``}`` and ``</tool_call>``, which are dropped.
+        A model that opens the next call without closing this one ends it too."""
+        ends = [at for at in (self._buf.find(CLOSE), self._buf.find(OPEN)) if at != -1]
+        if ends:
+            at = min(ends)
+            self._buf = self._buf[at + len(CLOSE) :] if self._buf.startswith(CLOSE, at) else self._buf[at:]
             self._end_call()
             return True
-        keep = self._args_tail()
-        self._send_arguments(self._buf[: len(self._buf) - keep], out)
-        self._buf = self._buf[len(self._buf) - keep :]
+        tag = self._buf.rfind("<")
+        self._buf = self._buf[tag:] if tag != -1 else ""  # only the start of a tag matters here
         return False
 
     def _after(self, out: Parsed) -> bool:
@@ -273,13 +293,6 @@ class ToolCallParser:
 
     # -- pieces ----------------------------------------------------------------------------------
 
-    def _args_tail(self) -> int:
-        """How much to hold back: from the last ``}`` if only closing text can follow it."""
-        brace = self._buf.rfind("}")
-        if brace != -1 and CLOSE.startswith(self._buf[brace + 1 :].lstrip()):
-            return len(self._buf) - len(self._buf[:brace].rstrip())
-        return _partial_suffix(self._buf, CLOSE, spaces_before=True)
-
     def _send_arguments(self, text: str, out: Parsed) -> None:
         if not self._args_sent:
             text = text.lstrip()
@@ -287,13 +300,12 @@ class ToolCallParser:
             self._args_sent += text
             out.calls.append(ToolCallDelta(self.calls, arguments=text))
 
-    def _last_arguments(self, out: Parsed) -> None:
-        """Generation ended inside a call: drop the object's closing brace if that completes it."""
-        body = self._buf.rstrip()
-        if body.endswith("}") and _is_json(self._args_sent + body[:-1]):
-            body = body[:-1].rstrip()
-        self._send_arguments(body, out)
-        self._end_call()
+    def _unfinished_head(self, out: Parsed) -> None:
+        """Generation ended before a call's name and arguments began: a call if it parses whole,
+        nothing if it can still be the start of one (never markup as content), else text."""
+        if _call_object(self._buf) is not None or self._buf.lstrip()[:1] not in ("", "{"):
+            self._whole_call(self._buf, "", out)
+        self._buf = ""
 
     def _whole_call(self, body: str, closing: str, out: Parsed) -> None:
         """A call that could not be streamed (fields out of order, or cut short): take it whole."""
@@ -312,6 +324,66 @@ class ToolCallParser:
         self._state = self._after
 
 
+_SPACE = " \t\r\n"
+
+
+class JsonValueEnd:
+    """Finds where one JSON value ends in text that arrives in pieces, by tracking brackets and
+    strings: an object or array ends at its closing bracket, a string at its closing quote, a bare
+    number or literal before the next delimiter. A ``<`` outside a string (template markup, never
+    JSON) ends the value too, so a malformed call cannot pull its closing tag into the arguments."""
+
+    def __init__(self) -> None:
+        self.depth = 0  # open brackets
+        self.string = False  # the value itself is a JSON string
+        self.done = False
+        self._scalar = False  # inside a bare number or literal
+        self._in_string = self._escaped = False
+
+    def scan(self, text: str) -> int:
+        """How much of ``text`` belongs to the value (leading whitespace included)."""
+        for i, char in enumerate(text):
+            step = self._step(char)
+            if step != _IN:
+                self.done = True
+                return i + 1 if step is _LAST else i
+        return len(text)
+
+    def _step(self, char: str) -> object:
+        if self._in_string:
+            return self._string_step(char)
+        if self._scalar and (char in _SPACE or char in ",}]<"):
+            return _OUT
+        if char in _SPACE:
+            return _IN
+        if char == "<" or (char in ",}]" and not self.depth):
+            return _OUT
+        if char == '"':
+            self._in_string, self.string = True, self.string or not self.depth
+        elif char in "{[":
+            self.depth += 1
+        elif char in "}]":
+            self.depth -= 1
+            return _IN if self.depth else _LAST
+        elif not self.depth:
+            self._scalar = True
+        return _IN
+
+    def _string_step(self, char: str) -> object:
+        if self._escaped:
+            self._escaped = False
+        elif char == "\\":
+            self._escaped = True
+        elif char == '"':
+            self._in_string = False
+            return _IN if self.depth else _LAST
+        return _IN
+
+
+#: What a character is to the value being scanned: inside it, its last one, or past its end.
+_IN, _LAST, _OUT = object(), object(), object()
+
+
 def _partial_suffix(text: str, marker: str, spaces_before: bool) -> int:
     """Length of the tail of ``text`` that may begin ``marker`` (with whitespace before it)."""
     size = next((k for k in range(min(len(marker) - 1, len(text)), 0, -1) if text.endswith(marker[:k])), 0)
@@ -321,12 +393,13 @@ def _partial_suffix(text: str, marker: str, spaces_before: bool) -> int:
     return size + len(head) - len(head.rstrip())
 
 
-def _is_json(text: str) -> bool:
+def _decoded(literal: str) -> str:
+    """Arguments a model wrote as a JSON string (``"{\\"city\\": …}"``): the text inside it."""
     try:
-        json.loads(text)
+        value = json.loads(literal)
     except ValueError:
-        return False
-    return True
+        return literal
+    return value if isinstance(value, str) else literal
 
 
 def _call_object(body: str) -> tuple[str, str] | None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import importlib.util
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from dmr_core.errors import ContextLengthExceeded
+from dmr_core.errors import ContextLengthExceeded, InvalidRequest
 from dmr_core.generation import (
     EmbeddingRequest,
     EmbeddingResult,
@@ -173,3 +173,16 @@ def generation_budget(prompt_tokens: int, n_ctx: int, sampling: SamplingParams) 
         )
     room = n_ctx - prompt_tokens
     return room if sampling.max_tokens is None else min(sampling.max_tokens, room)
+
+
+def checked_token_ids(ids: Sequence[int], vocabulary_size: int, param: str) -> list[int]:
+    """``ids`` (a prompt or an input sent as token ids) as a list, once every one is a token of
+    the model's vocabulary; else a 400 that says which, never native code reading past a table.
+    (llama.cpp's server answers such a prompt with "Prompt contains invalid tokens".)"""
+    for position, token in enumerate(ids):
+        if not 0 <= token < vocabulary_size:
+            raise InvalidRequest(f"'{param}' contains invalid tokens: token id {token} (at position {position}) "
+                                 f"is not in this model's vocabulary (0 to {vocabulary_size - 1})", param=param)
+    if not ids:
+        raise InvalidRequest(f"'{param}' is an empty list of token ids", param=param)
+    return list(ids)

@@ -2,7 +2,8 @@
 
 Only plain blocking ``socket`` calls, so under gunicorn's gevent workers every wait yields to
 other requests. Closing the chunk iterator closes the socket, which the worker notices within
-one token and stops the job.
+one token and stops the job; so does a generation's HTTP client closing its connection, streamed
+or not (:mod:`dmr_core.disconnect` watches it and the job is abandoned: its socket shut down).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dmr_core.errors import EngineUnavailable, WorkerCrashed, error_from_dict
+from dmr_core.disconnect import ClientWatch
+from dmr_core.errors import ClientDisconnected, EngineUnavailable, WorkerCrashed, error_from_dict
 from dmr_core.generation import (
     EmbeddingRequest,
     EmbeddingResult,
@@ -76,19 +78,19 @@ class PoolClient:
             raise
         return lease, reply["result"]
 
-    def _open_job(self, spec: dict[str, Any], op: str, engine: str, request) -> Job:
+    def _open_job(self, spec: dict[str, Any], op: str, engine: str, request, client=None) -> Job:
         def attempt() -> Job:
             lease, placed = self._acquire(spec)
             job = dataclasses.replace(request, context_size=placed["context_size"])
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 sock.connect(placed["socket"])
-                send_frame(sock, {"op": op, "engine": engine, "request": to_wire(job)})
+                send_frame(sock, {"op": op, "engine": engine, "model": spec.get("model_name"), "request": to_wire(job)})
             except BaseException:
                 sock.close()
                 lease.close()
                 raise
-            return Job(sock, lease)
+            return Job(sock, lease, client)
 
         return self._retrying(attempt)
 
@@ -99,12 +101,15 @@ class PoolClient:
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    def generate(self, engine: str, request: GenerationRequest, spec: dict[str, Any] | None = None) -> Iterator[GenerationChunk]:
+    def generate(self, engine: str, request: GenerationRequest, spec: dict[str, Any] | None = None,
+                 client: socket.socket | None = None) -> Iterator[GenerationChunk]:  # fmt: skip
         """Chunks of the job; raises the worker's :class:`~dmr_core.errors.DmrError` as it comes.
 
         :param spec: what :class:`~dmr_core.pool.scheduler.RunnerSpec` the job needs (model name,
-            sizes, keep-alive); a minimal one is made from ``request`` when not given."""
-        job = self._open_job(spec or _spec(engine, request, "completion"), "generate", engine, request)
+            sizes, keep-alive); a minimal one is made from ``request`` when not given.
+        :param client: the HTTP client's socket (:func:`dmr_core.disconnect.client_socket`): the
+            job is cancelled if it closes, and the chunks end with :class:`ClientDisconnected`."""
+        job = self._open_job(spec or _spec(engine, request, "completion"), "generate", engine, request, client)
         return self._chunks(job)
 
     @staticmethod
@@ -112,7 +117,7 @@ class PoolClient:
         with job:
             reader = FrameReader(job.sock)
             while True:
-                frame = _read_or_crash(reader)
+                frame = _read_or_crash(reader, job)
                 if frame["k"] == "e":
                     raise error_from_dict(frame["error"])
                 chunk = chunk_from_wire(frame)
@@ -136,7 +141,7 @@ class PoolClient:
     def _one_reply(self, spec: dict[str, Any], op: str, engine: str, request) -> Any:
         """The result of a job answered with one frame; the worker's error raised as it came."""
         with self._open_job(spec, op, engine, request) as job:
-            frame = _read_or_crash(FrameReader(job.sock))
+            frame = _read_or_crash(FrameReader(job.sock), job)
         if frame["k"] == "e":
             raise error_from_dict(frame["error"])
         return frame["result"]
@@ -146,16 +151,30 @@ class PoolClient:
 
 
 class Job:
-    """A job's socket to its worker and its lease on the runner (closed together)."""
+    """A job's socket to its worker and its lease on the runner (closed together), and the watch
+    on its HTTP client's connection, if any (stopped with them)."""
 
-    def __init__(self, sock: socket.socket, lease: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, lease: socket.socket, client: socket.socket | None = None) -> None:
         self.sock = sock
         self.lease = lease
+        self.abandoned = False
+        self._watch = ClientWatch(client, self.abandon) if client is not None else None
+
+    def abandon(self) -> None:
+        """Cancel the job: its client left. The worker sees its socket end, as when a stream's reader
+        closes it, and stops within a token; the reader here sees it end and raises ClientDisconnected."""
+        self.abandoned = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # not close(): this job's reader may be waiting on it
+        except OSError:
+            pass  # already closed: the job is over anyway
 
     def __enter__(self) -> Job:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._watch is not None:
+            self._watch.stop()
         try:
             self.sock.close()
         finally:
@@ -167,11 +186,13 @@ def _spec(engine: str, request, mode: str) -> dict[str, Any]:
             "model_id": request.model_path, "default_context": request.context_size or 0}  # fmt: skip
 
 
-def _read_or_crash(reader: FrameReader) -> dict[str, Any]:
+def _read_or_crash(reader: FrameReader, job: Job) -> dict[str, Any]:
     try:
         frame = reader.read()
     except (ConnectionResetError, ProtocolError):
         frame = None
+    if frame is None and job.abandoned:
+        raise ClientDisconnected("the client closed its connection; its job was cancelled")
     if frame is None:
         raise WorkerCrashed(_CRASHED)
     return frame

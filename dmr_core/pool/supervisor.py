@@ -12,6 +12,7 @@ through it: clients talk to the chosen worker's socket directly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import logging
 import os
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dmr_core.pool.activity import activity_path, crash_report
 from dmr_core.pool.devices import Device, parse_devices, physical_cores, share_cpu_threads
 from dmr_core.pool.lifetime import die_with_parent
 from dmr_core.errors import DmrError, WorkerCrashed, error_from_dict
@@ -79,7 +81,8 @@ class WorkerSlot:
             self.restarts += 1
             if self._on_death is not None:
                 self._on_death(self)
-            log.warning("worker %d (%s) exited with %s; respawning", self.index, self.device.name, code)
+            log.warning("worker %d (%s) %s %s; respawning", self.index, self.device.name, _exit_status(code),
+                        crash_report(activity_path(self.socket_path), self.process.pid))
             # A worker that dies at once (bad install) must not spin the CPU in a respawn loop.
             if time.monotonic() - started < 1.0:
                 self._stopping.wait(1.0)
@@ -278,6 +281,14 @@ class Supervisor:
         for slot in self.slots:
             slot.reap(timeout=5.0)
         (self.pool_dir / SUPERVISOR_SOCKET).unlink(missing_ok=True)
+
+
+def _exit_status(code: int) -> str:
+    """``exited with 3``, or ``was killed by SIGSEGV (-11)`` for a signal."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name} ({code})"
+    return f"exited with {code}"
 
 
 def auto_budget(device: Device) -> int:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import logging
 import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +33,13 @@ from dmr_core.generation import (
     to_wire,
 )
 from dmr_core.plugins import get_plugin_manager
+from dmr_core.pool.activity import ActivityRecord, activity_path, describe
 from dmr_core.pool.lifetime import die_with_parent
 from dmr_core.pool.protocol import FrameReader, encode_frame, send_frame
+from dmr_core.pool.workerinfo import WorkerInfo
 from dmr_core.settings import Settings, load_settings
 
 log = logging.getLogger("dmr.worker")
-
-
-@dataclass(frozen=True)
-class WorkerInfo:
-    """What a ``dmr_worker_started`` hook learns about the worker it runs in."""
-
-    index: int
-    device: str
-    pid: int
-    socket_path: str
 
 
 #: Jobs answered with one result: op → (request from wire, the mode loaded, the engine method).
@@ -199,6 +191,7 @@ class Worker:
         #: a job that finds its model unloaded loads it again with the same flags.
         self._runtime_flags: dict[tuple, tuple[str, ...]] = {}
         self.jobs = JobStats()
+        self.activity = ActivityRecord(activity_path(info.socket_path))  # read by the supervisor after a crash
         self._load_lock = threading.Lock()
 
     # -- models --------------------------------------------------------------------------------
@@ -253,7 +246,8 @@ class Worker:
             try:
                 message = FrameReader(conn).read()
                 if message is not None:
-                    self._dispatch(conn, message)
+                    with self.activity.doing(describe(message)):
+                        self._dispatch(conn, message)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client went away; its job is over
             except DmrError as exc:
@@ -376,6 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent", type=int, required=True)
     args = parser.parse_args(argv)
     die_with_parent(args.parent)
+    faulthandler.enable()  # a native crash still prints each thread's Python stack to the log
     settings = load_settings()
     logging.basicConfig(level=settings.log_level.upper(), format=f"[worker {args.device}] %(levelname)s %(message)s")
     info = WorkerInfo(args.index, args.device, os.getpid(), args.socket)

@@ -6,6 +6,7 @@ import pytest
 import requests
 
 from tests.anthropic.conftest import anthropic_client_for
+from tests.anthropic.published_schema import check_count, check_events, check_message
 
 MODEL = "ai/smollm2"
 SEA = [{"role": "user", "content": "Write one sentence about the sea."}]
@@ -24,13 +25,18 @@ def text_of(message) -> str:
     return "".join(block.text for block in message.content if block.type == "text")
 
 
+def prompt_of(usage) -> int:
+    """The prompt's size: Anthropic's ``input_tokens`` leave out what was read from the cache."""
+    return usage.input_tokens + (usage.cache_read_input_tokens or 0) + (usage.cache_creation_input_tokens or 0)
+
+
 def test_create(client):
     message = create(client)
     assert message.id.startswith("msg_") and message.type == "message" and message.role == "assistant"
     assert message.model == MODEL
     assert text_of(message).strip()
     assert message.stop_reason in ("end_turn", "max_tokens")
-    assert message.usage.input_tokens > 5
+    assert prompt_of(message.usage) > 5 and message.usage.input_tokens >= 1
     assert 0 < message.usage.output_tokens <= 16
 
 
@@ -48,7 +54,7 @@ def test_stream_helper_final_message_equals_non_streamed(client):
     assert streamed_text == text_of(final) == text_of(whole)
     assert final.stop_reason == whole.stop_reason
     assert final.usage.output_tokens == whole.usage.output_tokens
-    assert final.usage.input_tokens == whole.usage.input_tokens
+    assert prompt_of(final.usage) == prompt_of(whole.usage)
 
 
 def test_raw_stream_event_order(client):
@@ -58,7 +64,7 @@ def test_raw_stream_event_order(client):
     assert kinds[1] == "content_block_start" and kinds[-3] == "content_block_stop"
     assert set(kinds[2:-3]) == {"content_block_delta"}
     assert events[-2].delta.stop_reason == "max_tokens" and events[-2].usage.output_tokens == 8
-    assert events[-2].usage.input_tokens > 5
+    assert prompt_of(events[-2].usage) > 5
 
 
 def test_raw_sse_frames_are_named(dmr_server):
@@ -76,8 +82,40 @@ def test_raw_sse_frames_are_named(dmr_server):
 
 
 def test_message_start_has_the_real_input_tokens(client):
+    # message_start is sent before the job has its slot: it counts the whole prompt as input;
+    # message_delta splits it into what was evaluated and what the KV cache held.
     events = list(create(client, max_tokens=8, stream=True))
-    assert events[0].message.usage.input_tokens == events[-2].usage.input_tokens > 5
+    assert events[0].message.usage.input_tokens == prompt_of(events[-2].usage) > 5
+
+
+def test_a_repeated_prompt_is_read_from_the_cache(client):
+    ask = [{"role": "user", "content": "Name three colours of the rainbow, please."}]
+    first, again = (create(client, messages=ask, max_tokens=4).usage for _ in range(2))
+    assert prompt_of(first) == prompt_of(again) and first.cache_creation_input_tokens == 0
+    # the same prompt again: every token but the last (whose logits are needed) came from the cache
+    assert (again.input_tokens, again.cache_read_input_tokens) == (1, prompt_of(first) - 1)
+    with client.messages.stream(model=MODEL, messages=ask, max_tokens=4, extra_body=GREEDY) as stream:
+        streamed = stream.get_final_message().usage
+    assert (streamed.input_tokens, streamed.cache_read_input_tokens) == (1, prompt_of(first) - 1)
+
+
+def raw(dmr_server, **body) -> requests.Response:
+    body = {"model": MODEL, "messages": SEA, "max_tokens": 6, "temperature": 0, **body}
+    response = requests.post(dmr_server.url + "/v1/messages", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_replies_validate_against_anthropics_published_schema(dmr_server):
+    message = check_message(raw(dmr_server).json())
+    assert message["content"][0]["citations"] is None and message["usage"]["service_tier"] == "standard"
+    prompt = message["usage"]["input_tokens"] + message["usage"]["cache_read_input_tokens"]
+    events = check_events(raw(dmr_server, stream=True).text)
+    assert [e["type"] for e in events][:3] == ["message_start", "content_block_start", "ping"]
+    assert (events[-2]["usage"]["input_tokens"], events[-2]["usage"]["cache_read_input_tokens"]) == (1, prompt - 1)
+    response = requests.post(dmr_server.url + "/v1/messages/count_tokens", json={"model": MODEL, "messages": SEA},
+                             timeout=120)  # fmt: skip
+    assert check_count(response.json())["input_tokens"] == prompt
 
 
 def test_system_prompt_is_used(client):
@@ -85,7 +123,7 @@ def test_system_prompt_is_used(client):
     pirate = create(client, messages=[{"role": "user", "content": "Who are you?"}], max_tokens=12,
                     system="You are a pirate named Blackbeard. Always say Arr.")  # fmt: skip
     # (smollm2's template adds a default system prompt of its own when there is none)
-    assert pirate.usage.input_tokens != plain.usage.input_tokens
+    assert prompt_of(pirate.usage) != prompt_of(plain.usage)
     assert text_of(pirate) != text_of(plain)
 
 
@@ -93,7 +131,7 @@ def test_system_as_text_blocks_counts_the_same(client):
     as_string = create(client, system="Be brief.\nAnswer in French.", max_tokens=4)
     blocks = [{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Answer in French."}]
     as_blocks = create(client, system=blocks, max_tokens=4)
-    assert as_blocks.usage.input_tokens == as_string.usage.input_tokens
+    assert prompt_of(as_blocks.usage) == prompt_of(as_string.usage)
     assert text_of(as_blocks) == text_of(as_string)
 
 
@@ -130,7 +168,7 @@ def test_count_tokens_matches_the_prompt_of_a_real_request(client):
     system = "You are terse."
     count = client.messages.count_tokens(model=MODEL, messages=SEA, system=system)
     message = create(client, system=system, max_tokens=1)
-    assert count.input_tokens == message.usage.input_tokens
+    assert count.input_tokens == prompt_of(message.usage)  # count_tokens counts the whole prompt
 
 
 @pytest.mark.parametrize("path", ["/anthropic/v1/messages/count_tokens", "/engines/v1/messages/count_tokens?beta=true"])

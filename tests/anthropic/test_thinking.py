@@ -1,11 +1,11 @@
 """Extended thinking on a model whose chat template thinks (SmolLM2 with a Qwen3-style template:
-see ``dmr_core.testing.THINKING_TEMPLATE``). The small model never closes ``<think>``, so all of
+see ``tests.support.thinking.THINKING_TEMPLATE``). The small model never closes ``<think>``, so all of
 its reply is reasoning: a ``thinking`` block when the request enables thinking, else nothing shown."""
 
 import pytest
 
-from dmr_core.testing import THINKING_MODEL
 from tests.anthropic.conftest import anthropic_client_for
+from tests.support.thinking import THINKING_MODEL
 
 ASK = [{"role": "user", "content": "What is 2+2?"}]
 COMMON = {"model": THINKING_MODEL, "max_tokens": 8, "messages": ASK, "extra_body": {"temperature": 0, "seed": 7}}

@@ -1,6 +1,6 @@
 """Fixtures for the distribution tests: a clean credential environment and a model in a registry.
 
-Registries are real (``registry_server`` in :mod:`dmr_core.testing`); the model is the default one
+Registries are real (``registry_server`` in :mod:`tests.support.registry`); the model is the default one
 (``smollm2_gguf``), packaged into a store under the registry's name and pushed with ``push_model``.
 """
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from dmr_core.distribution.push import push_model
-from dmr_core.distribution.testregistry import RegistryServer
 from dmr_core.store import Model, ModelStore
 from tests.store.conftest import make_gguf  # noqa: F401 (a fixture, shared with the store tests)
+from tests.support.registry import RegistryServer
 
 _ENVIRONMENT = ("DOCKER_HUB_USER", "DOCKER_HUB_PASSWORD", "DEFAULT_REGISTRY", "INSECURE_REGISTRY",
                 "DMR_INSECURE_REGISTRY", "MODEL_RUNNER_REGISTRY_MIRRORS", "DMR_REGISTRY_MIRRORS", "DMR_PULL_CONCURRENCY")  # fmt: skip

@@ -6,10 +6,9 @@ import pytest
 
 from dmr_core.distribution.pull import pull_model, remote_model
 from dmr_core.distribution.push import push_model
-from dmr_core.distribution.testregistry import write_docker_config
 from dmr_core.errors import Unauthorized
 from dmr_core.store import ModelStore
-from dmr_core.testing import REGISTRY_USERS
+from tests.support.registry import REGISTRY_USERS, write_docker_config
 
 from .conftest import content_files, publish_gguf
 

@@ -16,7 +16,7 @@ import pytest
 from dmr_core.distribution.auth import Credentials, find_credentials
 from dmr_core.distribution.pull import pull_model
 from dmr_core.errors import CredentialHelperFailed, Unauthorized
-from dmr_core.testing import REGISTRY_USERS
+from tests.support.registry import REGISTRY_USERS
 
 from .conftest import content_files, publish_gguf
 

@@ -10,7 +10,7 @@ from dmr_core.distribution.pull import pull_model
 from dmr_core.distribution.push import push_model
 from dmr_core.errors import RegistryUnreachable
 from dmr_core.store import ModelStore
-from dmr_core.testing import kill_registry_mid_transfer
+from tests.support.registry import kill_registry_mid_transfer
 
 from .test_layers import _artifact_with_every_layer_kind
 

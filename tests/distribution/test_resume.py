@@ -11,7 +11,7 @@ from dmr_core.distribution.download import STALE_INCOMPLETE_SECONDS, remove_stal
 from dmr_core.distribution.pull import pull_model
 from dmr_core.errors import DigestMismatch, RegistryUnreachable
 from dmr_core.store import ModelStore
-from dmr_core.testing import kill_registry_mid_transfer
+from tests.support.registry import kill_registry_mid_transfer
 
 CUT_AFTER = 20 * 2**20
 

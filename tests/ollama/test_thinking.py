@@ -5,7 +5,7 @@ reply is reasoning (the switch to visible text is unit-tested on the splitter an
 import ollama
 import pytest
 
-from dmr_core.testing import THINKING_MODEL
+from tests.support.thinking import THINKING_MODEL
 
 ASK = [{"role": "user", "content": "What is 2+2?"}]
 OPTIONS = {"num_predict": 8, "temperature": 0, "seed": 7}

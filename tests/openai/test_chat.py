@@ -51,6 +51,17 @@ def test_stream_usage_chunk_when_asked(openai_client):
     assert len({c.id for c in chunks}) == 1
 
 
+def test_a_repeated_prompt_reports_the_prompt_tokens_read_from_the_kv_cache(openai_client):
+    # llama.cpp's server shape: prompt_tokens counts every prompt token, cached_tokens those whose
+    # KV cells a slot still held. The same prompt again reuses all but its last token.
+    ask = [{"role": "user", "content": "Name three colours of the rainbow, please."}]
+    first, again = (openai_client.chat.completions.create(model="ai/smollm2", messages=ask, max_tokens=4,
+                                                          temperature=0).usage for _ in range(2))  # fmt: skip
+    assert first.prompt_tokens == again.prompt_tokens
+    assert first.prompt_tokens_details.cached_tokens < again.prompt_tokens_details.cached_tokens
+    assert again.prompt_tokens_details.cached_tokens == again.prompt_tokens - 1
+
+
 @pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
 def test_token_limit_gives_length(openai_client, field):
     reply = openai_client.chat.completions.create(
@@ -115,3 +126,19 @@ def test_text_completion_default_is_16_tokens_and_echo(dmr_server):
     reply = client.completions.create(model="ai/smollm2", prompt="Once upon a time", temperature=0, echo=True)
     assert reply.usage.completion_tokens == 16
     assert reply.choices[0].text.startswith("Once upon a time")
+
+
+@pytest.mark.parametrize("prefix", ["/engines/v1", "/engines/llama.cpp/v1", "/v1"])
+def test_first_streamed_chunk_is_the_role_with_null_content_on_every_prefix(dmr_server, prefix):
+    # llama.cpp's server opens each choice with {"role": "assistant", "content": null}; so do we.
+    import json
+
+    import requests
+
+    body = {"model": "ai/smollm2", "messages": MESSAGES, "max_tokens": 3, "temperature": 0, "stream": True}
+    with requests.post(dmr_server.url + prefix + "/chat/completions", json=body, stream=True, timeout=120) as r:
+        assert r.status_code == 200, r.text
+        frames = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith(b"data: {")]
+    assert frames[0]["choices"] == [
+        {"index": 0, "delta": {"role": "assistant", "content": None}, "logprobs": None, "finish_reason": None}]  # fmt: skip
+    assert all("role" not in f["choices"][0]["delta"] for f in frames[1:])

@@ -75,7 +75,7 @@ def test_bad_message_role_names_the_message(dmr_server):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("n", 2), ("logit_bias", {"1": 5}), ("modalities", ["text", "audio"]),
+    [("logit_bias", {"1": 5}), ("modalities", ["text", "audio"]),
      ("response_format", {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "integer", "minimum": 1}}})],
 )  # fmt: skip
 def test_unsupported_features_are_400_saying_so(openai_client, field, value):
@@ -104,9 +104,16 @@ def test_streamed_request_errors_before_the_stream_starts(dmr_server):
     assert_openai_error(response, 404, code="model_not_found")
 
 
-def test_completion_prompt_as_tokens_is_400(dmr_server):
-    body = {"model": "ai/smollm2", "prompt": [1, 2, 3]}
-    assert_openai_error(post(dmr_server, "/v1/completions", body), 400, param="prompt")
+def test_completion_prompt_outside_the_vocabulary_is_400(dmr_server):
+    body = {"model": "ai/smollm2", "prompt": [1, 2, 999999]}
+    error = assert_openai_error(post(dmr_server, "/v1/completions", body), 400, param="prompt")
+    assert "999999" in error["message"]
+
+
+def test_completion_prompt_mixing_ids_and_text_in_one_list_is_400(dmr_server):
+    # llama.cpp concatenates such a list into one prompt; OpenAI's schema has no such form.
+    body = {"model": "ai/smollm2", "prompt": [1, "two", 3]}
+    assert_openai_error(post(dmr_server, "/v1/completions", body), 400)
 
 
 def test_wrong_method_and_unknown_path(dmr_server):

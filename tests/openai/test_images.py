@@ -8,7 +8,7 @@ import pytest
 
 from dmr_core.store.layout import ModelStore
 from dmr_core.testing import openai_client_for, start_server, stop_server
-from dmr_llamacpp.testing import data_url, png, write_tiny_projector
+from tests.support.vision import data_url, png, write_tiny_projector
 
 RED, BLUE = data_url(png((255, 0, 0))), data_url(png((0, 0, 255), stripes=True))
 

@@ -3,7 +3,8 @@ SmolLM2 with a Qwen3-style template that opens ``<think>``, which this small mod
 
 import pytest
 
-from dmr_core.testing import THINKING_MODEL, openai_client_for
+from dmr_core.testing import openai_client_for
+from tests.support.thinking import THINKING_MODEL
 
 ASK = [{"role": "user", "content": "What is 2+2?"}]
 COMMON = {"model": THINKING_MODEL, "messages": ASK, "max_tokens": 8, "temperature": 0, "seed": 7}

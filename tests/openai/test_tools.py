@@ -67,7 +67,7 @@ def test_streamed_call_fragments_are_keyed_by_index_and_name_comes_once(openai_c
 def test_parallel_calls_each_get_an_index_and_valid_arguments(openai_client):
     ask = [{"role": "user", "content": "What's the weather in Paris and in Rome?"}]
     reply = create(openai_client, messages=ask, tool_choice={"type": "function", "function": {"name": "get_weather"}},
-                   max_tokens=120)  # fmt: skip
+                   parallel_tool_calls=True, max_tokens=120)  # fmt: skip
     calls, finish = reply.choices[0].message.tool_calls, reply.choices[0].finish_reason
     # The 135M model keeps calling until the token limit, which may cut the last call short
     # (finish_reason "length", as OpenAI reports it); every call before it is whole.
@@ -75,6 +75,37 @@ def test_parallel_calls_each_get_an_index_and_valid_arguments(openai_client):
     assert finish in ("tool_calls", "length") and len(complete) >= 2
     assert_valid_calls(complete)
     assert [c.function.name for c in calls] == ["get_weather"] * len(calls)
+
+
+def test_required_makes_one_call_unless_parallel_calls_are_asked_for(openai_client):
+    # llama.cpp's server (what DMR runs) defaults parallel_tool_calls to false; so does dmr.
+    ask = [{"role": "user", "content": "What's the weather in Paris and in Rome?"}]
+    choice = create(openai_client, messages=ask, tool_choice="required", max_tokens=120).choices[0]
+    assert choice.finish_reason == "tool_calls" and len(choice.message.tool_calls) == 1
+    assert_valid_calls(choice.message.tool_calls)
+
+
+def test_a_parallel_call_cut_by_max_tokens_carries_no_template_markup(openai_client):
+    # Issue 10: with parallel calls on, SmolLM2 writes a second call; when max_tokens fell inside
+    # it, its arguments came back as '{ "zone": "UTC"}}\n</' (measured with max_tokens=60).
+    def calls(max_tokens):
+        reply = create(openai_client, tool_choice="required", parallel_tool_calls=True, max_tokens=max_tokens)
+        return reply.choices[0].finish_reason, reply.choices[0].message.tool_calls or []
+
+    _, whole = calls(120)
+    assert len(whole) >= 2 and whole[0].function.name == "get_weather"
+    assert_valid_calls(whole[:2])
+    seen_second = False
+    for max_tokens in (50, 54, 60):  # the limit falls in the second call's head, arguments, closing tag
+        finish, cut = calls(max_tokens)
+        seen_second = seen_second or len(cut) >= 2
+        for got, want in zip(cut, whole):  # greedy: the same calls, each cut short at most
+            assert got.function.name == want.function.name
+            assert want.function.arguments.startswith(got.function.arguments), (max_tokens, got.function.arguments)
+        complete = cut[:-1] if finish == "length" else cut  # "length": the last one may be unfinished
+        if complete:
+            assert_valid_calls(complete)
+    assert seen_second  # the cut-off case was exercised
 
 
 def test_auto_lets_the_model_answer_in_text(openai_client):

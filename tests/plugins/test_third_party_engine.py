@@ -21,6 +21,7 @@ import requests
 
 from dmr_core.settings import PROJECT_ROOT
 from dmr_core.testing import free_port, pid_alive, short_tempdir, wait_until
+from dmr_core.testing_reaper import RUN_VARIABLE
 
 EXAMPLE = PROJECT_ROOT / "examples" / "dmr-echo-engine"
 #: What a source distribution of dmr holds (the rest of the checkout is not needed to build it).
@@ -44,7 +45,9 @@ def _copy_sources(destination: Path) -> tuple[Path, Path]:
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DMR_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    # No dmr setting of this checkout leaks in; the test run's mark stays (its reaper needs it).
+    env = {k: v for k, v in os.environ.items()
+           if (not k.startswith("DMR_") or k == RUN_VARIABLE) and k not in ("PYTHONPATH", "VIRTUAL_ENV")}  # fmt: skip
     env.update(extra)
     return env
 

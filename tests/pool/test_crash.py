@@ -1,10 +1,13 @@
 """A crashed inference worker fails only its own jobs and is respawned; so is the supervisor."""
 
+import concurrent.futures
+import json
 import os
 import signal
 
 import openai
 import pytest
+import requests
 
 from dmr_core.testing import openai_client_for, pid_alive, wait_until
 
@@ -55,3 +58,36 @@ def test_server_killed_hard_leaves_no_pool_process(private_server):
     private_server.process.kill()  # SIGKILL: no on_exit hook runs; the kernel tells the pool
     private_server.process.wait()
     assert wait_until(lambda: not any(pid_alive(p) for p in pids), timeout=15)
+
+
+def _generation_running(server) -> bool:
+    path = server.pool_dir / "worker-0.activity"
+    state = json.loads(path.read_text()) if path.exists() else {}
+    return any(entry["op"] == "generate" for entry in state.get("running", []))
+
+
+#: A long non-streamed request in each dialect, and how its error must look.
+NON_STREAMED = {
+    "openai": ("/engines/v1/chat/completions", {**LONG, "stream": False}, lambda body: body["error"]["message"]),
+    "anthropic": ("/v1/messages", {"model": "ai/smollm2", "max_tokens": 2000, "messages": LONG["messages"]},
+                  lambda body: body["type"] == "error" and body["error"]["message"]),
+    "ollama": ("/api/chat", {"model": "ai/smollm2", "stream": False, "messages": LONG["messages"],
+                             "options": {"num_predict": 2000}}, lambda body: body["error"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("dialect", sorted(NON_STREAMED))
+def test_a_native_crash_fails_the_request_in_its_dialect_and_the_log_names_it(private_server, dialect):
+    """A segfault in the engine (as ggml's AMX path does on some CPUs) answers the waiting
+    client with a clear error in its own shape, and the pool's log says what was running."""
+    path, body, message_of = NON_STREAMED[dialect]
+    worker_pid = private_server.pool_status()["workers"][0]["pid"]
+    with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        reply = executor.submit(requests.post, private_server.url + path, json=body, timeout=120)
+        assert wait_until(lambda: _generation_running(private_server), timeout=60)
+        os.kill(worker_pid, signal.SIGSEGV)
+        response = reply.result(timeout=60)
+    assert response.status_code in (500, 503), response.text
+    assert "inference worker" in message_of(response.json())
+    assert wait_until(lambda: "was killed by SIGSEGV (-11) while running generate on ai/smollm2" in private_server.log(),
+                      timeout=15), private_server.log()[-3000:]

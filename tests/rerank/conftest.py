@@ -5,7 +5,7 @@ import requests
 
 from dmr_core.store.layout import ModelStore
 from dmr_core.testing import short_tempdir, start_server, stop_server
-from dmr_llamacpp.tiny_reranker import write_tiny_reranker
+from tests.support.tiny_reranker import write_tiny_reranker
 
 RERANKER = "ai/tiny-reranker"
 

@@ -6,8 +6,8 @@ import math
 import pytest
 import requests
 
-from dmr_llamacpp.tiny_reranker import reference_rerank_score, reranker_tokens
 from tests.rerank.conftest import RERANKER, post
+from tests.support.tiny_reranker import reference_rerank_score, reranker_tokens
 
 QUERY = "where did the cat sit?"
 DOCUMENTS = ["the cat sat on the mat.", "the stock market fell today.", "a dog", "cats"]

@@ -14,6 +14,7 @@ from typing import Any
 
 import anthropic
 import httpx2 as httpx  # the http client this anthropic release is built on
+import jsonschema
 import pytest
 from anthropic.types import Message as SdkMessage
 from anthropic.types import MessageTokensCount, RawMessageStreamEvent
@@ -32,6 +33,7 @@ from dmr_core.errors import (
     UnsupportedParameter,
 )
 from dmr_core.generation import FinishReason, GenerationChunk, Message, ToolCall, ToolCallDelta, ToolChoice, Usage
+from tests.anthropic.published_schema import check_count, check_events, check_message
 
 MODEL = "ai/smollm2"
 USER = [{"role": "user", "content": "Hello"}]
@@ -239,10 +241,11 @@ def test_tool_results_only_add_no_empty_user_turn(server, sdk):
     ("choice", "expected"),
     [
         ({"type": "auto"}, ToolChoice("auto")),
-        ({"type": "any"}, ToolChoice("required")),
+        ({"type": "any"}, ToolChoice("required", parallel=False)),  # one call by default, as llama.cpp's server
         ({"type": "tool", "name": "get_weather"}, ToolChoice("function", "get_weather")),
         ({"type": "none"}, ToolChoice("none")),
         ({"type": "any", "disable_parallel_tool_use": True}, ToolChoice("required", parallel=False)),
+        ({"type": "any", "disable_parallel_tool_use": False}, ToolChoice("required", parallel=True)),
     ],
 )
 def test_tool_choice(server, sdk, choice, expected):
@@ -304,7 +307,7 @@ def test_count_tokens_body(server, sdk):
     request = translate.to_count_request(schema.CountTokensRequest.model_validate(server.last))
     assert request.messages == (Message("system", "Sys"), Message("user", "Hello"))
     assert request.tools[0].name == "get_weather"
-    strict(MessageTokensCount, translate.count_response(42))
+    strict(MessageTokensCount, check_count(translate.count_response(42)))
 
 
 def test_sdk_sends_an_api_key_header_and_a_version(server, sdk):
@@ -323,7 +326,7 @@ def test_sdk_sends_an_api_key_header_and_a_version(server, sdk):
 )
 def test_text_response(finish, reason):
     chunks = [GenerationChunk("Hel"), GenerationChunk("lo", finish, Usage(11, 2))]
-    body = translate.message_response(MODEL, chunks)
+    body = check_message(translate.message_response(MODEL, chunks))
     message = strict(SdkMessage, body)
     assert message.id.startswith("msg_") and message.model == MODEL
     assert [(b.type, b.text) for b in message.content] == [("text", "Hello")]
@@ -342,7 +345,7 @@ def tool_chunks() -> list[GenerationChunk]:
 
 
 def test_tool_use_response():
-    message = strict(SdkMessage, translate.message_response(MODEL, tool_chunks()))
+    message = strict(SdkMessage, check_message(translate.message_response(MODEL, tool_chunks())))
     assert message.stop_reason == "tool_use"
     text, first, second = message.content
     assert text.text == "Checking."
@@ -367,7 +370,7 @@ def test_tool_arguments_that_are_not_an_object_are_an_engine_error():
 
 
 def test_empty_reply_has_one_empty_text_block():
-    body = translate.message_response(MODEL, [GenerationChunk("", FinishReason.STOP, Usage(5, 1))])
+    body = check_message(translate.message_response(MODEL, [GenerationChunk("", FinishReason.STOP, Usage(5, 1))]))
     message = strict(SdkMessage, body)
     assert [(b.type, b.text) for b in message.content] == [("text", "")]
 
@@ -378,6 +381,7 @@ def test_empty_reply_has_one_empty_text_block():
 def test_stream_event_order_and_types():
     chunks = [GenerationChunk("Hel"), GenerationChunk("lo"), GenerationChunk("", FinishReason.LENGTH, Usage(9, 2))]
     frames = stream_of(chunks)
+    check_events("".join(frames))
     events = parse_sse(frames)
     for name, data in events:
         assert name == data["type"]
@@ -388,9 +392,60 @@ def test_stream_event_order_and_types():
         "content_block_stop", "message_delta", "message_stop",
     ]  # fmt: skip
     start, delta = events[0][1]["message"], events[-2][1]
-    assert start["usage"] == {"input_tokens": 0, "output_tokens": 0} and start["stop_reason"] is None
-    assert delta["delta"] == {"stop_reason": "max_tokens", "stop_sequence": None}
-    assert delta["usage"] == {"input_tokens": 9, "output_tokens": 2}
+    assert (start["usage"]["input_tokens"], start["usage"]["output_tokens"], start["stop_reason"]) == (0, 0, None)
+    assert delta["delta"] == {"stop_reason": "max_tokens", "stop_sequence": None,
+                              "stop_details": None, "container": None}  # fmt: skip
+    assert delta["usage"] == {"input_tokens": 9, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                              "output_tokens": 2, "output_tokens_details": None,
+                              "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0}}  # fmt: skip
+
+
+def test_every_field_anthropic_always_sends_is_there():
+    body = translate.message_response(MODEL, [GenerationChunk("Hi", FinishReason.STOP, Usage(7, 1))])
+    assert body["usage"] == {
+        "input_tokens": 7, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}, "output_tokens": 1,
+        "output_tokens_details": None, "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0},
+        "service_tier": "standard", "inference_geo": "not_available",
+    }  # fmt: skip
+    assert body["content"] == [{"type": "text", "text": "Hi", "citations": None}]
+    assert (body["stop_details"], body["container"]) == (None, None)
+    call = translate.message_response(MODEL, tool_chunks())["content"][1]
+    assert call["caller"] == {"type": "direct"}
+
+
+@pytest.mark.parametrize("path", [
+    ("usage", "cache_creation_input_tokens"), ("usage", "cache_read_input_tokens"), ("usage", "cache_creation"),
+    ("usage", "service_tier"), ("usage", "server_tool_use"), ("usage", "inference_geo"), ("content", 0, "citations"),
+    ("stop_details",),
+])  # fmt: skip
+def test_the_published_schema_refuses_a_reply_without_one_of_them(path):
+    body = check_message(translate.message_response(MODEL, [GenerationChunk("Hi", FinishReason.STOP, Usage(7, 1))]))
+    parent = body
+    for key in path[:-1]:
+        parent = parent[key]
+    del parent[path[-1]]
+    with pytest.raises(jsonschema.ValidationError):
+        check_message(body)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_prompt_tokens_the_kv_cache_held_are_cache_reads_not_input_tokens(stream, server, sdk):
+    # Anthropic's definition: input_tokens + cache_read_input_tokens (+ cache writes) = the prompt.
+    chunks = [GenerationChunk("", usage=Usage(40, 0)), GenerationChunk("Hi", FinishReason.STOP, Usage(40, 1, 31))]
+    if stream:
+        server.reply = (200, "text/event-stream", "".join(check_frames(stream_of(chunks))))
+        with sdk.messages.stream(model=MODEL, max_tokens=16, messages=USER) as events:
+            usage = events.get_final_message().usage
+    else:
+        usage = strict(SdkMessage, check_message(translate.message_response(MODEL, chunks))).usage
+    assert (usage.input_tokens, usage.cache_read_input_tokens, usage.cache_creation_input_tokens) == (9, 31, 0)
+    assert usage.output_tokens == 1
+
+
+def check_frames(frames: list[str]) -> list[str]:
+    check_events("".join(frames))
+    return frames
 
 
 def test_message_start_takes_input_tokens_from_an_early_usage_chunk():
@@ -401,7 +456,7 @@ def test_message_start_takes_input_tokens_from_an_early_usage_chunk():
 
 
 def test_stream_with_tool_calls_event_indices():
-    events = parse_sse(stream_of(tool_chunks()))
+    events = parse_sse(check_frames(stream_of(tool_chunks())))
     starts = [(d["index"], d["content_block"]["type"]) for n, d in events if n == "content_block_start"]
     assert starts == [(0, "text"), (1, "tool_use"), (2, "tool_use")]
     stops = [d["index"] for n, d in events if n == "content_block_stop"]
@@ -425,7 +480,7 @@ def thinking_chunks() -> list[GenerationChunk]:
 
 
 def test_thinking_blocks_only_when_enabled():
-    message = strict(SdkMessage, translate.message_response(MODEL, thinking_chunks(), thinking=True))
+    message = strict(SdkMessage, check_message(translate.message_response(MODEL, thinking_chunks(), thinking=True)))
     assert [b.type for b in message.content] == ["thinking", "text"]
     assert (message.content[0].thinking, message.content[0].signature) == ("Let me see. Easy.", "")
     assert message.content[1].text == "Hello"
@@ -434,7 +489,7 @@ def test_thinking_blocks_only_when_enabled():
 
 
 def test_thinking_streams_before_the_text(server, sdk):
-    events = parse_sse(list(translate.stream_events(MODEL, iter(thinking_chunks()), thinking=True)))
+    events = parse_sse(check_frames(list(translate.stream_events(MODEL, iter(thinking_chunks()), thinking=True))))
     for name, data in events:
         if name != "ping":
             strict(RawMessageStreamEvent, data)

@@ -28,6 +28,7 @@ from dmr_core.generation import (
     GenerationChunk,
     TokenLogprob,
     ToolCallDelta,
+    ToolChoice,
     TopLogprob,
     Usage,
 )
@@ -196,6 +197,7 @@ def test_tools_and_tool_turns(fake, client):
     job = chat_job(fake, client, EVERYTHING, messages=messages, tools=[get_weather])
     (tool,) = job.tools
     assert tool.name == "get_weather" and "city" in tool.parameters["properties"]
+    assert job.tool_choice == ToolChoice("auto", parallel=True)  # Ollama returns every call the model makes
     call = job.messages[1].tool_calls[0]
     assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"}
     answer = job.messages[2]

@@ -73,9 +73,15 @@ def chat_job(server, sdk, **kwargs):
     return translate.to_chat_request(schema.ChatCompletionRequest.model_validate(sent_chat(server, sdk, **kwargs)))
 
 
-def completion_job(server, sdk, **kwargs):
+def completion_jobs(server, sdk, **kwargs):
     body = sent_completion(server, sdk, **kwargs)
-    return translate.to_completion_request(schema.CompletionRequest.model_validate(body))
+    return translate.to_completion_requests(schema.CompletionRequest.model_validate(body))
+
+
+def completion_job(server, sdk, **kwargs):
+    jobs = completion_jobs(server, sdk, **kwargs)
+    assert len(jobs) == 1
+    return jobs[0]
 
 
 def rejected_chat(server, sdk, **kwargs) -> UnsupportedParameter:
@@ -257,8 +263,27 @@ def test_n_of_one_is_accepted(server, sdk):
     assert chat_job(server, sdk, n=1).messages
 
 
-def test_n_greater_than_one_is_rejected(server, sdk):
-    assert rejected_chat(server, sdk, n=2).param == "n"
+def chat_jobs(server, sdk, **kwargs):
+    return translate.to_chat_requests(schema.ChatCompletionRequest.model_validate(sent_chat(server, sdk, **kwargs)))
+
+
+def test_n_makes_one_job_per_choice_each_drawing_its_own_seed(server, sdk):
+    jobs = chat_jobs(server, sdk, n=3)
+    assert server.last["n"] == 3
+    assert len(jobs) == 3 and len({job.messages for job in jobs}) == 1
+    assert {job.sampling.seed for job in jobs} == {None}  # each job's engine draws one
+
+
+def test_n_with_a_seed_gives_choice_j_the_seed_plus_j(server, sdk):
+    # llama.cpp's server seeds the copies of a task so: the choices differ, the reply repeats.
+    assert [job.sampling.seed for job in chat_jobs(server, sdk, n=3, seed=41)] == [41, 42, 43]
+
+
+def test_n_above_the_bound_is_a_400_naming_n(server, sdk):
+    assert len(chat_jobs(server, sdk, n=translate.MAX_CHOICES)) == translate.MAX_CHOICES
+    with pytest.raises(InvalidRequest) as info:
+        chat_jobs(server, sdk, n=translate.MAX_CHOICES + 1)
+    assert info.value.param == "n" and str(translate.MAX_CHOICES) in info.value.message
 
 
 def test_text_response_format_is_accepted(server, sdk):
@@ -321,7 +346,8 @@ def test_tools_with_tool_choice_none_are_accepted(server, sdk):
 
 @pytest.mark.parametrize(
     ("choice", "parallel", "expected"),
-    [("required", None, ToolChoice("required")), ("auto", False, ToolChoice("auto", parallel=False)),
+    [("required", None, ToolChoice("required", parallel=False)),  # one call by default, as llama.cpp's server
+     ("required", True, ToolChoice("required", parallel=True)), ("auto", False, ToolChoice("auto", parallel=False)),
      ({"type": "function", "function": {"name": "get_weather"}}, None, ToolChoice("function", "get_weather"))],
 )  # fmt: skip
 def test_tool_choice_and_parallel_tool_calls(server, sdk, choice, parallel, expected):
@@ -351,7 +377,7 @@ def test_text_modality_is_accepted(server, sdk):
 
 
 def test_rejections_are_400_unsupported_parameter(server, sdk):
-    error = rejected_chat(server, sdk, n=3)
+    error = rejected_chat(server, sdk, logit_bias={"1": 5})
     assert (error.status, error.code, error.kind) == (400, "unsupported_parameter", "invalid_request_error")
 
 
@@ -388,16 +414,59 @@ def test_completion_prompt_list_of_one_string_is_that_string(server, sdk):
     assert completion_job(server, sdk, prompt=["only one"]).prompt == "only one"
 
 
-@pytest.mark.parametrize("prompt", [["one", "two"], [1, 2, 3], [[1, 2], [3]]])
-def test_several_prompts_or_token_ids_are_rejected(server, sdk, prompt):
-    assert rejected_completion(server, sdk, prompt=prompt).param == "prompt"
+def test_completion_prompt_of_token_ids_is_one_prompt_sent_as_ids(server, sdk):
+    job = completion_job(server, sdk, prompt=[1, 2, 3])
+    assert server.last["prompt"] == [1, 2, 3]
+    assert (job.prompt, job.prompt_ids, job.is_chat) == (None, (1, 2, 3), False)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [(["one", "two"], [("one", None), ("two", None)]),
+     ([[1, 2], [3]], [(None, (1, 2)), (None, (3,))]),
+     (["one", [7, 8]], [("one", None), (None, (7, 8))])],  # llama.cpp's mixed list: each item a prompt
+)  # fmt: skip
+def test_several_prompts_make_one_job_each_in_order(server, sdk, prompt, expected):
+    jobs = completion_jobs(server, sdk, prompt=prompt)
+    assert [(job.prompt, job.prompt_ids) for job in jobs] == expected
+
+
+def test_several_prompts_with_n_make_n_jobs_per_prompt_prompt_by_prompt(server, sdk):
+    jobs = completion_jobs(server, sdk, prompt=["a", "b"], n=2, seed=5)
+    assert [(job.prompt, job.sampling.seed) for job in jobs] == [("a", 5), ("a", 6), ("b", 5), ("b", 6)]
+
+
+def test_prompts_times_n_above_the_bound_is_a_400_naming_n(server, sdk):
+    with pytest.raises(InvalidRequest) as info:
+        completion_jobs(server, sdk, prompt=["a"] * 6, n=3)
+    assert info.value.param == "n" and "prompts" in info.value.message
+
+
+@pytest.mark.parametrize("prompt", [[], [[1], []]])
+def test_empty_prompt_lists_are_invalid(server, sdk, prompt):
+    body = sent_completion(server, sdk, prompt=prompt)
+    with pytest.raises(InvalidRequest) as info:
+        translate.to_completion_requests(schema.CompletionRequest.model_validate(body))
+    assert info.value.param == "prompt"
 
 
 def test_completion_echo_is_accepted(server, sdk):
     body = sent_completion(server, sdk, echo=True)
     req = schema.CompletionRequest.model_validate(body)
     assert req.echo is True
-    assert translate.to_completion_request(req).prompt == "Once upon a time"
+    assert translate.to_completion_requests(req)[0].prompt == "Once upon a time"
+    assert translate.echoes(req) == ("Once upon a time",)
+
+
+def test_echo_repeats_each_prompt_and_nothing_without_echo(server, sdk):
+    req = schema.CompletionRequest.model_validate(sent_completion(server, sdk, prompt=["a", "b"], echo=True))
+    assert translate.echoes(req) == ("a", "b")
+    assert translate.echoes(schema.CompletionRequest.model_validate(sent_completion(server, sdk))) == ()
+
+
+def test_echo_of_a_token_id_prompt_is_refused(server, sdk):
+    # The text of those ids is the engine's to know; llama.cpp's server refuses echo altogether.
+    assert rejected_completion(server, sdk, prompt=[1, 2], echo=True).param == "echo"
 
 
 @pytest.mark.parametrize(
@@ -406,7 +475,6 @@ def test_completion_echo_is_accepted(server, sdk):
         ({"suffix": "The end."}, "suffix"),
         ({"logprobs": 2, "echo": True}, "logprobs"),
         ({"best_of": 2}, "best_of"),
-        ({"n": 2}, "n"),
         ({"logit_bias": {"1": 5}}, "logit_bias"),
     ],
 )
@@ -417,7 +485,7 @@ def test_completion_unsupported_parameters_are_named(server, sdk, kwargs, param)
 def test_completion_stream_options_without_stream_are_invalid(server, sdk):
     body = sent_completion(server, sdk, stream_options={"include_usage": True})
     with pytest.raises(InvalidRequest) as info:
-        translate.to_completion_request(schema.CompletionRequest.model_validate(body))
+        translate.to_completion_requests(schema.CompletionRequest.model_validate(body))
     assert info.value.param == "stream_options"
 
 
@@ -450,14 +518,17 @@ def test_list_input_keeps_its_order(server, sdk):
     assert translate.embedding_inputs(embedding_request(server, sdk, input=["b", "a", "c"])) == ("b", "a", "c")
 
 
-@pytest.mark.parametrize("tokens", [[1, 2, 3], [[1, 2], [3]]])
-def test_token_id_inputs_are_rejected(server, sdk, tokens):
-    with pytest.raises(UnsupportedParameter) as info:
-        translate.embedding_inputs(embedding_request(server, sdk, input=tokens))
-    assert info.value.param == "input"
+@pytest.mark.parametrize(
+    ("sent", "inputs"),
+    [([1, 2, 3], ((1, 2, 3),)), ([[1, 2], [3]], ((1, 2), (3,))),
+     (["a", [1, 2], "b"], ("a", (1, 2), "b"))],  # llama.cpp's mixed list of texts and token lists
+)  # fmt: skip
+def test_token_id_inputs_are_kept_as_ids(server, sdk, sent, inputs):
+    assert translate.embedding_inputs(embedding_request(server, sdk, input=sent)) == inputs
+    assert server.last["input"] == sent
 
 
-@pytest.mark.parametrize("empty", ["", [], ["a", ""]])
+@pytest.mark.parametrize("empty", ["", [], ["a", ""], [[1], []]])
 def test_empty_inputs_are_invalid(server, sdk, empty):
     with pytest.raises(InvalidRequest) as info:
         translate.embedding_inputs(embedding_request(server, sdk, input=empty))
@@ -475,6 +546,13 @@ def meta(prefix: str = "chatcmpl") -> translate.ResponseMeta:
 
 def chunks(*texts: str, finish: FinishReason = FinishReason.STOP, usage: Usage = Usage(5, 3)):
     return [GenerationChunk(t) for t in texts] + [GenerationChunk("", finish, usage)]
+
+
+def test_prompt_tokens_read_from_the_kv_cache_are_cached_tokens():
+    # llama.cpp's server shape: prompt_tokens counts them too; the details say how many were reused.
+    body = translate.chat_response(meta(), chunks("Hi", usage=Usage(40, 2, 31)))
+    usage = strict(ChatCompletion, json.loads(json.dumps(body))).usage
+    assert (usage.prompt_tokens, usage.total_tokens, usage.prompt_tokens_details.cached_tokens) == (40, 42, 31)
 
 
 def test_response_meta_makes_a_fresh_prefixed_id():
@@ -521,7 +599,7 @@ def test_completion_response_is_a_valid_sdk_completion():
 
 
 def test_completion_response_echo_prepends_the_prompt():
-    body = translate.completion_response(meta("cmpl"), chunks(" there"), echo="Once upon a time")
+    body = translate.completion_response(meta("cmpl"), chunks(" there"), echo=("Once upon a time",))
     assert body["choices"][0]["text"] == "Once upon a time there"
 
 
@@ -616,7 +694,7 @@ def test_chat_text_chunks_carry_the_text_in_order():
 
 def test_empty_text_chunks_are_not_sent():
     bodies = chat_stream([GenerationChunk(""), GenerationChunk("x"), GenerationChunk(""), *chunks()])
-    assert [b["choices"][0]["delta"] for b in bodies] == [{"role": "assistant", "content": ""}, {"content": "x"}, {}]
+    assert [b["choices"][0]["delta"] for b in bodies] == [{"role": "assistant", "content": None}, {"content": "x"}, {}]
 
 
 def test_finish_chunk_has_an_empty_delta_and_the_reason():
@@ -651,7 +729,8 @@ def test_include_usage_adds_one_usage_chunk_with_no_choices_at_the_end():
     usage_chunks = [b for b in bodies if b.get("usage") is not None]
     assert usage_chunks == [bodies[-1]]
     assert bodies[-1]["choices"] == []
-    assert bodies[-1]["usage"] == {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
+    assert bodies[-1]["usage"] == {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11,
+                                   "prompt_tokens_details": {"cached_tokens": 0}}  # fmt: skip
     assert bodies[-2]["choices"][0]["finish_reason"] == "stop"
 
 
@@ -706,7 +785,7 @@ def test_fast_frame_escapes_a_model_name_with_quotes():
     assert json.loads(enc.text("x")[6:])["model"] == 'we"ird\\model'
 
 
-def completion_stream(parts, include_usage=False, echo="") -> list[dict]:
+def completion_stream(parts, include_usage=False, echo=()) -> list[dict]:
     return parse_events(list(translate.completion_stream_events(meta("cmpl"), parts, include_usage, echo)))
 
 
@@ -728,7 +807,7 @@ def test_completion_stream_sends_text_then_finish():
 
 
 def test_completion_stream_echo_comes_first():
-    bodies = completion_stream(chunks(" there"), echo="Once upon a time")
+    bodies = completion_stream(chunks(" there"), echo=("Once upon a time",))
     assert [b["choices"][0]["text"] for b in bodies] == ["Once upon a time", " there", ""]
 
 
@@ -736,7 +815,8 @@ def test_completion_stream_usage_only_with_include_usage():
     assert all(b.get("usage") is None for b in completion_stream(chunks("a")))
     bodies = completion_stream(chunks("a", usage=Usage(4, 1)), include_usage=True)
     assert bodies[-1]["choices"] == []
-    assert bodies[-1]["usage"] == {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5}
+    assert bodies[-1]["usage"] == {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5,
+                                   "prompt_tokens_details": {"cached_tokens": 0}}  # fmt: skip
 
 
 def stream_with(server, make_events):
@@ -773,6 +853,99 @@ def test_sdk_reads_our_completion_stream(server):
     received = list(client.completions.create(model=MODEL, prompt="x", stream=True))
     assert "".join(c.choices[0].text for c in received) == "a\nb"
     assert received[-1].choices[0].finish_reason == "stop"
+
+
+# -- several choices (n, several prompts) --------------------------------------------------------
+
+
+def choice_chunks(choice: int, *texts: str, usage: Usage, finish: FinishReason = FinishReason.STOP):
+    parts = [GenerationChunk(t, choice=choice) for t in texts]
+    return parts + [GenerationChunk("", finish, usage, choice=choice)]
+
+
+def interleaved() -> list[GenerationChunk]:
+    """Two choices of one prompt (5 tokens), as the runtime merges them: in arrival order."""
+    zero, one = choice_chunks(0, "Hi", " you", usage=Usage(5, 2)), choice_chunks(1, "Yo", usage=Usage(5, 1))
+    return [zero[0], one[0], zero[1], one[1], zero[2]]
+
+
+def n_meta(n=2, prompts=1, prefix="chatcmpl"):
+    return translate.ResponseMeta(MODEL, prefix, id=f"{prefix}-test", created=1, n=n, prompts=prompts)
+
+
+def test_n_choices_come_back_indexed_with_usage_summed_and_the_prompt_counted_once():
+    body = translate.chat_response(n_meta(), interleaved())
+    completion = strict(ChatCompletion, json.loads(json.dumps(body)))
+    assert [(c.index, c.message.content, c.finish_reason) for c in completion.choices] == [
+        (0, "Hi you", "stop"), (1, "Yo", "stop")]  # fmt: skip
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (5, 3)
+
+
+def test_several_prompts_count_each_prompt_once_and_echo_their_own_text():
+    parts = [*choice_chunks(0, " a", usage=Usage(3, 1)), *choice_chunks(1, " b", usage=Usage(3, 1)),
+             *choice_chunks(2, " c", usage=Usage(4, 1)), *choice_chunks(3, " d", usage=Usage(4, 1))]  # fmt: skip
+    body = translate.completion_response(n_meta(2, 2, "cmpl"), parts, echo=("P", "Q"))
+    completion = strict(Completion, json.loads(json.dumps(body)))
+    assert [(c.index, c.text) for c in completion.choices] == [(0, "P a"), (1, "P b"), (2, "Q c"), (3, "Q d")]
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (7, 4)
+
+
+def test_n_stream_opens_every_choice_then_streams_each_with_its_index():
+    bodies = parse_events(list(translate.chat_stream_events(n_meta(), interleaved(), True)))
+    for body in bodies:
+        strict(ChatCompletionChunk, body)
+    assert [b["choices"] for b in bodies[:2]] == [
+        [{"index": i, "delta": {"role": "assistant", "content": None}, "logprobs": None, "finish_reason": None}]
+        for i in (0, 1)]  # fmt: skip
+    texts = {i: "".join(b["choices"][0]["delta"].get("content") or "" for b in bodies[2:-1]
+                        if b["choices"][0]["index"] == i) for i in (0, 1)}  # fmt: skip
+    assert texts == {0: "Hi you", 1: "Yo"}
+    finishes = [(b["choices"][0]["index"], b["choices"][0]["finish_reason"]) for b in bodies[2:-1]
+                if b["choices"][0]["finish_reason"]]  # fmt: skip
+    assert finishes == [(1, "stop"), (0, "stop")]  # each choice its own, as it ends
+
+
+def test_n_stream_ends_with_one_usage_chunk_for_all_choices():
+    bodies = parse_events(list(translate.chat_stream_events(n_meta(), interleaved(), True)))
+    assert [b for b in bodies if b.get("usage")] == [bodies[-1]]
+    assert bodies[-1]["choices"] == [] and bodies[-1]["usage"]["completion_tokens"] == 3
+    assert bodies[-1]["usage"]["prompt_tokens"] == 5
+
+
+def test_n_completion_stream_echoes_and_finishes_each_choice():
+    parts = [*choice_chunks(0, " a", usage=Usage(3, 1)), *choice_chunks(1, " b", usage=Usage(3, 1))]
+    bodies = parse_events(list(translate.completion_stream_events(n_meta(prefix="cmpl"), parts, True, ("P",))))
+    assert [(c["index"], c["text"], c["finish_reason"]) for b in bodies for c in b["choices"]] == [
+        (0, "P", None), (1, "P", None), (0, " a", None), (0, "", "stop"), (1, " b", None), (1, "", "stop")]  # fmt: skip
+    usage = bodies[-1]["usage"]
+    assert (usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]) == (3, 2, 5)
+
+
+@pytest.mark.parametrize("text", ["x", 'q"uote', "line\nbreak"])
+def test_fast_text_frame_of_a_later_choice_equals_the_generic_frame(text):
+    enc = translate.StreamEncoder(n_meta(3), "chat.completion.chunk", "delta")
+    fast = enc.text(text, 2)
+    slow = enc.frame([{"index": 2, "delta": {"content": text}, "logprobs": None, "finish_reason": None}])
+    assert json.loads(fast[6:]) == json.loads(slow[6:])
+
+
+def test_sdk_stream_helper_builds_every_choice_from_our_n_stream(server, sdk):
+    # The SDK's own accumulator: it must take the first delta's null content and the indices.
+    stream_with(server, lambda body: translate.chat_stream_events(n_meta(), interleaved(), False))
+    with sdk.chat.completions.stream(model=MODEL, messages=USER, n=2) as stream:
+        final = stream.get_final_completion()
+    assert server.last["n"] == 2
+    assert [(c.index, c.message.content, c.finish_reason) for c in final.choices] == [
+        (0, "Hi you", "stop"), (1, "Yo", "stop")]  # fmt: skip
+
+
+def test_sdk_stream_helper_reads_a_first_delta_with_null_content(server, sdk):
+    stream_with(server, lambda body: translate.chat_stream_events(meta(), chunks("Hel", "lo"), False))
+    with sdk.chat.completions.stream(model=MODEL, messages=USER) as stream:
+        events = list(stream)
+        final = stream.get_final_completion()
+    assert final.choices[0].message.content == "Hello"
+    assert [e.delta for e in events if e.type == "content.delta"] == ["Hel", "lo"]
 
 
 # -- embeddings responses ------------------------------------------------------------------------

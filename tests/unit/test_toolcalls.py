@@ -122,6 +122,57 @@ def test_a_call_cut_short_by_the_end_of_generation_keeps_what_is_complete():
     assert json.loads(calls[0][3]) == {"city": "Oslo"} and not parser.in_call
 
 
+# What SmolLM2 wrote with tool_choice "required", parallel calls on and a small max_tokens: the
+# second call ran into the limit one character before its closing tag was whole.
+CUT_SECOND = f'{CALL}\n{OPEN}\n{{"name": "get_weather", "arguments": {{ "city": "Paris" }}}}\n</tool_call'
+
+
+@pytest.mark.parametrize("pieces", splits(CUT_SECOND, seed=3))
+def test_a_call_cut_before_its_closing_tag_carries_no_markup(pieces):
+    text, calls, parser = parse(pieces)
+    assert text == "" and [c[3] for c in calls] == ['{"city": "Paris"}', '{ "city": "Paris" }']
+    assert not parser.in_call  # its arguments were whole: the call is complete
+
+
+@pytest.mark.parametrize("cut", range(len(OPEN) + 1, len(CALL)))
+def test_a_call_cut_anywhere_sends_a_prefix_of_its_arguments_and_nothing_else(cut):
+    whole = '{"city": "Paris"}'
+    text, calls, _ = parse([CALL[:cut]])
+    arguments = calls[0][3] if calls else ""
+    assert text == "" and whole.startswith(arguments)
+    assert arguments == whole or cut < CALL.index(whole) + len(whole)
+
+
+TRICKY = OPEN + '{"name": "f", "arguments": {"q": "a } b </tool_call> {", "n": [1, {"m": null}]}}' + CLOSE
+
+
+@pytest.mark.parametrize("pieces", splits(TRICKY, seed=4))
+def test_braces_and_tags_inside_strings_do_not_end_the_arguments(pieces):
+    _, calls, _ = parse(pieces)
+    assert json.loads(calls[0][3]) == {"q": "a } b </tool_call> {", "n": [1, {"m": None}]}
+
+
+def test_a_malformed_call_never_pulls_its_closing_tag_into_the_arguments():
+    _, calls, _ = parse([OPEN + '{"name": "f", "arguments": {"x": 1' + CLOSE + " done"])
+    assert calls[0][3] == '{"x": 1'
+
+
+def test_arguments_written_as_a_json_string_are_the_text_inside_it():
+    _, calls, _ = parse([OPEN + '{"name": "f", "arguments": "{\\"x\\": 1}"}', CLOSE])
+    assert json.loads(calls[0][3]) == {"x": 1}
+
+
+def test_a_call_cut_before_its_arguments_began_is_dropped_not_shown():
+    text, calls, parser = parse([OPEN + '\n{"name": "get_wea'])
+    assert (text, calls) == ("", [])
+
+
+def test_a_call_left_unclosed_before_the_next_one_opens_is_still_two_calls():
+    unclosed = OPEN + '{"name": "get_weather", "arguments": {"city": "Oslo"}}\n'
+    _, calls, _ = parse([unclosed + CALL])
+    assert [json.loads(c[3])["city"] for c in calls] == ["Oslo", "Paris"]
+
+
 def test_something_that_is_not_a_call_is_shown_as_text():
     text, calls, _ = parse([f"{OPEN}not json{CLOSE} ok"])
     assert text == f"{OPEN}not json{CLOSE} ok" and calls == []

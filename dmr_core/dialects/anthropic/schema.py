@@ -90,7 +90,7 @@ class Tool(WireModel):
 class ToolChoice(WireModel):
     type: Literal["auto", "any", "tool", "none"]
     name: str | None = None
-    disable_parallel_tool_use: bool = False
+    disable_parallel_tool_use: bool | None = None
 
 
 class Thinking(WireModel):
@@ -133,14 +133,51 @@ class MessagesRequest(MessagesInput):
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use"]
 
 
+class CacheCreation(BaseModel):
+    """Prompt tokens written to Anthropic's cache by TTL: dmr keeps no such entries."""
+
+    ephemeral_5m_input_tokens: int = 0
+    ephemeral_1h_input_tokens: int = 0
+
+
+class ServerToolUse(BaseModel):
+    """Anthropic-run tools a reply used: dmr runs none (server tools are refused)."""
+
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+
+
 class Usage(BaseModel):
+    """Every field Anthropic always sends. As Anthropic counts, ``input_tokens`` are the prompt
+    tokens *not* read from the cache, and ``cache_read_input_tokens`` those that were (a prefix the
+    KV cache held): their sum is the prompt (``Usage.cached_tokens`` in dmr)."""
+
     input_tokens: int
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation: CacheCreation = Field(default_factory=CacheCreation)
     output_tokens: int
+    output_tokens_details: None = None  # a breakdown of thinking tokens, which dmr does not count apart
+    server_tool_use: ServerToolUse = Field(default_factory=ServerToolUse)
+    service_tier: Literal["standard"] = "standard"
+    inference_geo: str = "not_available"  # what Anthropic says when no region was asked for
+
+
+class DeltaUsage(BaseModel):
+    """``message_delta``'s usage: cumulative, and what clients keep (it overrides ``message_start``'s)."""
+
+    input_tokens: int
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    output_tokens: int
+    output_tokens_details: None = None
+    server_tool_use: ServerToolUse = Field(default_factory=ServerToolUse)
 
 
 class TextOut(BaseModel):
     type: Literal["text"] = "text"
     text: str
+    citations: None = None  # always sent; dmr takes no documents to cite
 
 
 class ThinkingOut(BaseModel):
@@ -151,11 +188,16 @@ class ThinkingOut(BaseModel):
     signature: str = ""
 
 
+class DirectCaller(BaseModel):
+    type: Literal["direct"] = "direct"
+
+
 class ToolUseOut(BaseModel):
     type: Literal["tool_use"] = "tool_use"
     id: str
     name: str
     input: dict[str, Any]
+    caller: DirectCaller = Field(default_factory=DirectCaller)  # the model called it (not a server tool)
 
 
 class MessageOut(BaseModel):
@@ -166,6 +208,8 @@ class MessageOut(BaseModel):
     content: list[ThinkingOut | TextOut | ToolUseOut]
     stop_reason: StopReason | None
     stop_sequence: str | None = None
+    stop_details: None = None  # details of a refusal, which dmr never makes
+    container: None = None  # Anthropic's code-execution container
     usage: Usage
 
 

@@ -171,7 +171,9 @@ def _tool_choice(choice: schema.ToolChoice | None, tools: tuple[ToolSpec, ...]) 
         if choice.name not in {tool.name for tool in tools}:
             raise InvalidRequest(f"tool_choice names '{choice.name}', not in 'tools'", param="tool_choice.name")
     name = choice.name if choice.type == "tool" else None
-    return ToolChoice(_CHOICE_MODES[choice.type], name, parallel=not choice.disable_parallel_tool_use)
+    # One call a turn unless the client says otherwise (llama.cpp's server allows no more at all);
+    # an explicit ``disable_parallel_tool_use: false`` is how a client asks for several.
+    return ToolChoice(_CHOICE_MODES[choice.type], name, parallel=choice.disable_parallel_tool_use is False)
 
 
 def _response_format(req: schema.MessagesInput) -> ResponseFormat:
@@ -272,9 +274,18 @@ def _collect(chunks: Iterable[GenerationChunk]) -> tuple[str, str, list[_CallBuf
     return "".join(texts), "".join(thoughts), [calls[i] for i in sorted(calls)], last
 
 
+def _counts(usage: Usage) -> dict[str, int]:
+    """Anthropic's split of the prompt: ``input_tokens`` evaluated, ``cache_read_input_tokens`` reused."""
+    return {"input_tokens": usage.prompt_tokens - usage.cached_tokens, "cache_read_input_tokens": usage.cached_tokens,
+            "output_tokens": usage.completion_tokens}  # fmt: skip
+
+
 def _usage(usage: Usage | None) -> schema.Usage:
-    usage = usage or Usage()
-    return schema.Usage(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens)
+    return schema.Usage(**_counts(usage or Usage()))
+
+
+def _delta_usage(usage: Usage) -> schema.DeltaUsage:
+    return schema.DeltaUsage(**_counts(usage))
 
 
 def _complete_calls(calls: list, last: GenerationChunk) -> list:
@@ -360,12 +371,12 @@ class StreamWriter:
 
     def reasoning(self, text: str) -> Iterator[str]:
         if self.open != "thinking":
-            yield from self._start("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            yield from self._start("thinking", schema.ThinkingOut(thinking="").model_dump())
         yield self._delta({"type": "thinking_delta", "thinking": text})
 
     def text(self, text: str) -> Iterator[str]:
         if self.open != "text":
-            yield from self._start("text", {"type": "text", "text": ""})
+            yield from self._start("text", schema.TextOut(text="").model_dump())
             self._text_head = (
                 'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
                 f'{self.index},"delta":{{"type":"text_delta","text":'
@@ -374,8 +385,8 @@ class StreamWriter:
 
     def tool_call(self, piece: ToolCallDelta) -> Iterator[str]:
         if self.open != "tool" or self.call_index != piece.index:
-            block = {"type": "tool_use", "id": tool_use_id(piece.id), "name": piece.name or "", "input": {}}
-            yield from self._start("tool", block)
+            block = schema.ToolUseOut(id=tool_use_id(piece.id), name=piece.name or "", input={})
+            yield from self._start("tool", block.model_dump())
             self.call_index = piece.index
             self.called_tools = True
         if piece.arguments:
@@ -390,26 +401,22 @@ class StreamWriter:
         for piece in chunk.tool_calls:
             yield from self.tool_call(piece)
 
-    def finish(self, last: GenerationChunk, input_tokens: int) -> Iterator[str]:
+    def finish(self, last: GenerationChunk, start: Usage) -> Iterator[str]:
         if not self.started_any:  # an empty reply still has its (empty) text block, as non-streamed
-            yield from self._start("text", {"type": "text", "text": ""})
+            yield from self._start("text", schema.TextOut(text="").model_dump())
         yield from self.close()
         reason, stop = stop_reason(last, self.called_tools)
-        usage = last.usage or Usage(input_tokens, 0)
-        yield event("message_delta", {
-            "type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": stop},
-            # Cumulative; input_tokens repeated so clients that read it here get the real count.
-            "usage": {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens},
-        })  # fmt: skip
+        delta = {"stop_reason": reason, "stop_sequence": stop, "stop_details": None, "container": None}
+        # Cumulative, input counts included: clients keep these over message_start's, which were
+        # known before the job had its slot (and so how much of the prompt the KV cache held).
+        usage = _delta_usage(last.usage or start).model_dump()
+        yield event("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
         yield event("message_stop", {"type": "message_stop"})
 
 
-def _message_start(model: str, input_tokens: int) -> str:
-    message = {
-        "id": new_id("msg"), "type": "message", "role": "assistant", "content": [], "model": model,
-        "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": input_tokens, "output_tokens": 0},
-    }  # fmt: skip
-    return event("message_start", {"type": "message_start", "message": message})
+def _message_start(model: str, usage: Usage) -> str:
+    message = schema.MessageOut(id=new_id("msg"), model=model, content=[], stop_reason=None, usage=_usage(usage))
+    return event("message_start", {"type": "message_start", "message": message.model_dump()})
 
 
 def stream_events(model: str, chunks: Iterable[GenerationChunk], thinking: bool = False) -> Iterator[str]:
@@ -417,23 +424,24 @@ def stream_events(model: str, chunks: Iterable[GenerationChunk], thinking: bool 
 
     ``message_start`` needs the prompt's token count. The runtime hands us the first chunk
     already computed; its ``usage`` gives the count when the engine reports it there (or when
-    the job is already over). Otherwise it is only known at the end, and ``message_delta``
-    carries it (clients take that value over the start's). With ``thinking``, reasoning streams
-    as a ``thinking`` block before the text.
+    the job is already over). Otherwise it is only known at the end. How much of the prompt the
+    KV cache held is only known once the job has its slot, so ``message_start`` counts it all
+    as ``input_tokens``; ``message_delta`` carries the final split (clients take its values over
+    the start's). With ``thinking``, reasoning streams as a ``thinking`` block before the text.
     """
     iterator = iter(chunks)
     try:
         first = next(iterator, None)
         if first is None:
             raise EngineError("the engine ended the job without a final chunk")
-        input_tokens = first.usage.prompt_tokens if first.usage else 0
-        yield _message_start(model, input_tokens)
+        start = first.usage or Usage()
+        yield _message_start(model, start)
         writer = StreamWriter(thinking)
         chunk = first
         while True:
             yield from writer.chunk(chunk)
             if chunk.finish_reason is not None:
-                yield from writer.finish(chunk, input_tokens)
+                yield from writer.finish(chunk, start)
                 return
             chunk = next(iterator, None)
             if chunk is None:

@@ -28,6 +28,7 @@ from dmr_core.generation import (
     TokenLogprob,
     ToolCall,
     ToolCallDelta,
+    ToolChoice,
     ToolSpec,
     Usage,
 )
@@ -187,6 +188,10 @@ def _think(req: schema.GenerationFields, model: str, capabilities: frozenset[str
     return req.think is not False
 
 
+#: Ollama has no tool_choice and returns every call the model writes in a turn: parallel calls on.
+OLLAMA_TOOL_CHOICE = ToolChoice("auto", parallel=True)
+
+
 def to_chat_request(req: schema.ChatRequest, model: str, capabilities: frozenset[str]) -> GenerationRequest | None:
     """The job for ``/api/chat``; ``None`` when ``messages`` is empty (load the model only)."""
     think = _think(req, model, capabilities)
@@ -200,7 +205,8 @@ def to_chat_request(req: schema.ChatRequest, model: str, capabilities: frozenset
         return None
     return GenerationRequest(
         model_path="", messages=messages, sampling=sampling_params(req.options), tools=tools,
-        response_format=response_format(req.format), logprobs=_logprobs(req), think=think, **placement(req),
+        tool_choice=OLLAMA_TOOL_CHOICE, response_format=response_format(req.format), logprobs=_logprobs(req),
+        think=think, **placement(req),
     )  # fmt: skip
 
 

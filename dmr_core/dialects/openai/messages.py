@@ -99,7 +99,7 @@ def _tool(tool: dict[str, Any], where: str) -> ToolSpec:
 
 
 def tool_choice(req: schema.ChatCompletionRequest) -> ToolChoice:
-    parallel = req.parallel_tool_calls is not False
+    parallel = req.parallel_tool_calls is True  # off by default, as llama.cpp's server has it
     choice = req.tool_choice if req.tool_choice is not None else "auto"
     if isinstance(choice, str):
         if choice not in ("none", "auto", "required"):

@@ -119,7 +119,7 @@ def _tools(req: ResponsesRequest) -> tuple[ToolSpec, ...]:
 
 
 def _tool_choice(req: ResponsesRequest) -> ToolChoice:
-    parallel = req.parallel_tool_calls is not False
+    parallel = req.parallel_tool_calls is True  # off by default, as llama.cpp's server has it
     choice = req.tool_choice or "auto"
     if isinstance(choice, dict):
         chat.reject_if(choice.get("type") != "function", "tool_choice", f"of type '{choice.get('type')}'")
@@ -191,7 +191,7 @@ class ResponseBuilder:
             "id": self.id, "object": "response", "created_at": self.created_at, "model": self.req.model,
             "status": status, "error": None,
             "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
-            "output": self.output() if done else [], "parallel_tool_calls": self.req.parallel_tool_calls is not False,
+            "output": self.output() if done else [], "parallel_tool_calls": self.req.parallel_tool_calls is True,
             "tool_choice": self.req.tool_choice or "auto", "tools": self.req.tools or [],
             "text": self.req.text or {"format": {"type": "text"}}, "store": self.req.store is not False,
             "usage": self._usage() if done else None, **{k: v for k, v in self._echo.items()},
@@ -200,7 +200,7 @@ class ResponseBuilder:
     def _usage(self) -> dict[str, Any]:
         return {"input_tokens": self.usage.prompt_tokens, "output_tokens": self.usage.completion_tokens,
                 "total_tokens": self.usage.total_tokens,
-                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                "input_tokens_details": {"cached_tokens": self.usage.cached_tokens, "cache_write_tokens": 0},
                 "output_tokens_details": {"reasoning_tokens": 0}}  # fmt: skip
 
     def event(self, kind: str, **fields: Any) -> str:

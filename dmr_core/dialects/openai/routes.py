@@ -46,9 +46,9 @@ def retrieve_model(model: str, engine: str | None = None):
 @route("/chat/completions", methods=["POST"])
 def chat_completions(engine: str | None = None):
     req = parse(schema.ChatCompletionRequest)
-    job = translate.to_chat_request(req)
-    chunks = runtime().generate(req.model, engine, job)
-    meta = translate.ResponseMeta(req.model, "chatcmpl", logprobs=job.logprobs is not None)
+    jobs = translate.to_chat_requests(req)
+    chunks = runtime().generate_choices(req.model, engine, jobs)
+    meta = translate.response_meta(req.model, "chatcmpl", jobs, req.n or 1)
     if not req.stream:
         return jsonify(translate.chat_response(meta, chunks))
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -59,10 +59,10 @@ def chat_completions(engine: str | None = None):
 @route("/completions", methods=["POST"])
 def completions(engine: str | None = None):
     req = parse(schema.CompletionRequest)
-    job = translate.to_completion_request(req)
-    chunks = runtime().generate(req.model, engine, job)
-    meta = translate.ResponseMeta(req.model, "cmpl", logprobs=job.logprobs is not None)
-    echo = job.prompt if req.echo else ""
+    jobs = translate.to_completion_requests(req)
+    chunks = runtime().generate_choices(req.model, engine, jobs)
+    meta = translate.response_meta(req.model, "cmpl", jobs, req.n or 1)
+    echo = translate.echoes(req)
     if not req.stream:
         return jsonify(translate.completion_response(meta, chunks, echo))
     include_usage = bool(req.stream_options and req.stream_options.include_usage)

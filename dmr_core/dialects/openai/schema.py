@@ -16,6 +16,8 @@ TopP = Annotated[float, Field(ge=0.0, le=1.0)]
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 MaxTokens = Annotated[int, Field(ge=1)]
 Stop = str | Annotated[list[str], Field(max_length=4)] | None
+#: A prompt or an embedding input: a text, token ids, or several (each a text or token ids).
+Prompts = str | list[int] | list[str | list[int]]
 
 
 class WireModel(BaseModel):
@@ -70,7 +72,7 @@ class ChatCompletionRequest(SamplingFields):
 
 
 class CompletionRequest(SamplingFields):
-    prompt: str | list[str] | list[int] | list[list[int]]
+    prompt: Prompts
     echo: bool | None = False
     suffix: str | None = None
     logprobs: Annotated[int, Field(ge=0, le=5)] | None = None
@@ -79,7 +81,7 @@ class CompletionRequest(SamplingFields):
 
 class EmbeddingRequest(WireModel):
     model: str
-    input: str | list[str] | list[int] | list[list[int]]
+    input: Prompts
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Annotated[int, Field(ge=1)] | None = None
     user: str | None = None
@@ -88,10 +90,17 @@ class EmbeddingRequest(WireModel):
 # -- responses -----------------------------------------------------------------------------------
 
 
+class PromptTokensDetails(BaseModel):
+    """``cached_tokens``: prompt tokens read from the KV cache instead of evaluated (llama.cpp's server)."""
+
+    cached_tokens: int = 0
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails = Field(default_factory=PromptTokensDetails)
 
 
 FinishReason = Literal["stop", "length", "tool_calls"]

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 
 from dmr_core.engines.base import CancelCheck, Engine
-from dmr_core.errors import ContextLengthExceeded, ModelLoadFailed
+from dmr_core.errors import ContextLengthExceeded, ModelLoadFailed, UnsupportedParameter
 from dmr_core.generation import (
     EmbeddingRequest,
     EmbeddingResult,
@@ -27,6 +27,8 @@ from dmr_core.generation import (
 )
 
 _WORD = re.compile(r"\S+")
+#: Its tokens are words, not ids of a vocabulary: token ids (OpenAI's other prompt form) mean nothing.
+NO_TOKEN_IDS = "the echo engine has no vocabulary: send text, not token ids"
 
 
 def tokenize(text: str) -> list[str]:
@@ -54,6 +56,8 @@ class EchoEngine(Engine):
 
     @staticmethod
     def _prompt_text(request: GenerationRequest) -> str:
+        if request.prompt_ids is not None:
+            raise UnsupportedParameter(NO_TOKEN_IDS, param="prompt")
         if not request.is_chat:
             return request.prompt
         turns = "".join(f"{message.role}: {message.content}\n" for message in request.messages)
@@ -111,6 +115,8 @@ class EchoEngine(Engine):
     def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
         vectors, tokens = [], 0
         for text in request.inputs:
+            if not isinstance(text, str):
+                raise UnsupportedParameter(NO_TOKEN_IDS, param="input")
             words = tokenize(text)
             if request.truncate:
                 words = words[: self._n_ctx]

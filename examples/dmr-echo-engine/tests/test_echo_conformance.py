@@ -23,6 +23,7 @@ pytest_plugins = ["dmr_core.testing"]
 class TestEchoConformance(EngineConformance):
     prompt = "the quick brown fox jumps over the lazy dog"
     plugin_module = "dmr_echo"  # the entry point's module (works whether or not the example is installed)
+    supports_token_ids = False  # its tokens are words
 
     @pytest.fixture(scope="class")
     @classmethod

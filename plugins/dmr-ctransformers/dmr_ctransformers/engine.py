@@ -21,7 +21,7 @@ import ctypes
 from collections.abc import Iterator
 from pathlib import Path
 
-from dmr_core.engines.base import CancelCheck, Engine, generation_budget
+from dmr_core.engines.base import CancelCheck, Engine, checked_token_ids, generation_budget
 from dmr_core.errors import InvalidRequest, ModelLoadFailed, UnsupportedParameter
 from dmr_core.generation import FinishReason, GenerationChunk, GenerationRequest, Mode, SamplingParams, Usage
 from dmr_core.pool.devices import physical_cores
@@ -77,6 +77,8 @@ class CTransformersEngine(Engine):
 
     def prompt_tokens(self, request: GenerationRequest) -> list[int]:
         _check_supported(request)
+        if request.prompt_ids is not None:  # sent as they are, as llama.cpp's server does: no BOS added
+            return checked_token_ids(request.prompt_ids, self._llm.vocab_size, "prompt")
         if not request.is_chat:
             return self._tokenize(request.prompt, self._add_bos())
         prompt = self._render(request)

@@ -1,6 +1,6 @@
 import pytest
 
-from dmr_ctransformers.testing import write_tiny_llama_gguf
+from tests.support.tiny_spm_llama import write_tiny_llama_gguf
 
 
 @pytest.fixture(scope="session")

@@ -50,3 +50,19 @@ def test_bpe_gguf_is_a_clear_error(server):
     ok = requests.post(server.url + "/engines/llama.cpp/v1/chat/completions", json=body, timeout=120)
     assert ok.status_code == 200, ok.text
     assert server.pool_pids() == workers  # refused in Python: no inference worker died
+
+
+def test_prompt_of_token_ids_and_one_outside_the_vocabulary(server):
+    from tests.support.tiny_spm_llama import spm_vocab
+
+    size = len(spm_vocab()[0])
+    url = server.url + "/engines/ctransformers/v1/completions"
+    body = {"model": "test/tiny-spm", "prompt": [1, size - 1], "max_tokens": 3, "temperature": 0}
+    reply = requests.post(url, json=body, timeout=120)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["usage"]["prompt_tokens"] == 2  # sent as they are: no BOS added
+    workers = server.pool_pids()
+    bad = requests.post(url, json={**body, "prompt": [1, size]}, timeout=120)
+    assert bad.status_code == 400, bad.text
+    assert bad.json()["error"]["param"] == "prompt" and "vocabulary" in bad.json()["error"]["message"]
+    assert server.pool_pids() == workers  # checked in Python: ctransformers never read the id

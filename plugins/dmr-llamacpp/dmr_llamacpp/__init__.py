@@ -8,3 +8,12 @@ def dmr_register_engines(registry):
     from dmr_llamacpp.engine import LlamaCppEngine
 
     registry.add(LlamaCppEngine)
+
+
+@hookimpl
+def dmr_worker_started(worker):
+    # The CPU probe (a second or less, in a child process) runs while the worker waits for its
+    # first job, so the first model load does not wait for it.
+    from dmr_llamacpp import extra_buffers
+
+    extra_buffers.verdict.start()

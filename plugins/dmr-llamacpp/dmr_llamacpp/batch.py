@@ -76,12 +76,15 @@ def widen_context(llama: Any, slots: int) -> int:
 @dataclass
 class SequenceJob:
     """What a generation asks of the decoder. ``chain``: its own sampler chain (accepts the
-    tokens it samples). ``logprobs``: how many top alternatives to report, None for none."""
+    tokens it samples). ``logprobs``: how many top alternatives to report, None for none.
+    ``reused`` is the decoder's answer, set when the job gets its slot: how many prompt tokens
+    the slot's KV cache already held, which are not evaluated again (usage's cached tokens)."""
 
     prompt: list[int] | MediaPrompt
     chain: Any
     budget: int
     logprobs: int | None = None
+    reused: int = 0
 
 
 @dataclass
@@ -248,6 +251,7 @@ class BatchDecoder:
         del slot.cached[keep:]
         sequence.pending = sequence.pending[keep:]
         sequence.slot, slot.busy = slot, True
+        sequence.job.reused = keep
 
     def _decode_step(self) -> None:
         # mtmd evaluates an image prompt with decode calls of its own, for its sequence only: the

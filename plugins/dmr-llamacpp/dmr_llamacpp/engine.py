@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import random
 from collections.abc import Iterator
 
 from dmr_core import toolcalls
-from dmr_core.engines.base import CancelCheck, Engine, generation_budget
+from dmr_core.engines.base import CancelCheck, Engine, checked_token_ids, generation_budget
 from dmr_core.errors import ContextLengthExceeded, InvalidRequest, ModelLoadFailed, UnsupportedParameter
 from dmr_core.generation import (
     EmbeddingRequest,
@@ -31,7 +32,7 @@ from dmr_core.generation import (
 )
 from dmr_core.pool.devices import physical_cores
 from dmr_core.toolcalls import ToolCallParser
-from dmr_llamacpp import flags, grammar, ranking, vision
+from dmr_llamacpp import extra_buffers, flags, grammar, ranking, vision
 from dmr_llamacpp.chat import ChatTemplate
 from dmr_llamacpp.output import ChunkAssembler
 
@@ -63,19 +64,21 @@ class LlamaCppEngine(Engine):
         embedding = self.mode in (Mode.EMBEDDING, Mode.RERANKING)
         if self.mode is Mode.RERANKING:
             ranking.check_classifier(self.model_path)
+        cpu_path = extra_buffers.verdict.get()  # AMX faults on some CPUs: see extra_buffers.py
         try:
-            self._llama = llama_cpp.Llama(**flags.llama_kwargs(
-                self.config.runtime_flags,
-                model_path=self.model_path,
-                n_ctx=self.config.context_size or 0,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_gpu_layers=-1,
-                embedding=embedding,
-                pooling_type=getattr(llama_cpp, POOLING.get(self.mode, "LLAMA_POOLING_TYPE_UNSPECIFIED")),
-                verbose=False,
-                **_whole_input_batches(self.mode, self.config.context_size),
-            ))  # fmt: skip
+            with extra_buffers.model_defaults(cpu_path.use_extra_buffers):
+                self._llama = llama_cpp.Llama(**flags.llama_kwargs(
+                    self.config.runtime_flags,
+                    model_path=self.model_path,
+                    n_ctx=self.config.context_size or 0,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    n_gpu_layers=-1,
+                    embedding=embedding,
+                    pooling_type=getattr(llama_cpp, POOLING.get(self.mode, "LLAMA_POOLING_TYPE_UNSPECIFIED")),
+                    verbose=False,
+                    **_whole_input_batches(self.mode, self.config.context_size),
+                ))  # fmt: skip
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadFailed(f"llama.cpp could not load {self.model_path}: {exc}") from exc
         self._is_eog = lambda token: llama_cpp.llama_vocab_is_eog(self._llama._model.vocab, token)
@@ -105,12 +108,15 @@ class LlamaCppEngine(Engine):
                 "n_threads": llama.n_threads, "n_threads_batch": llama.n_threads_batch,
                 "type_k": context.type_k, "type_v": context.type_v, "offload_kqv": bool(context.offload_kqv),
                 "flash_attn_type": context.flash_attn_type, "n_gpu_layers": llama.model_params.n_gpu_layers,
-                "load_mode": llama.model_params.load_mode, "sampling_defaults": self._sampling_defaults}  # fmt: skip
+                "load_mode": llama.model_params.load_mode,
+                "use_extra_bufts": bool(llama.model_params.use_extra_bufts), "sampling_defaults": self._sampling_defaults}  # fmt: skip
 
     # -- prompts -------------------------------------------------------------------------------
 
     def prompt_tokens(self, request: GenerationRequest) -> list[int] | vision.MediaPrompt:
         """Token ids of the prompt, or (with images) mtmd's chunks; ``len()`` is the size either way."""
+        if request.prompt_ids is not None:  # sent as they are, as llama.cpp's server does: no BOS added
+            return checked_token_ids(request.prompt_ids, self._llama.n_vocab(), "prompt")
         if not request.is_chat:
             return self._llama.tokenize(request.prompt.encode(), add_bos=True, special=True)
         if self._template is None:
@@ -157,14 +163,15 @@ class LlamaCppEngine(Engine):
 
     def _decode(self, request: GenerationRequest, prompt, budget: int, plan, cancelled: CancelCheck):
         output = self.assembler(request)
+        job = self._job(request, prompt, budget, plan)
         produced, finish = 0, FinishReason.LENGTH
-        with contextlib.closing(self._tokens(request, prompt, budget, plan, cancelled)) as tokens:
+        with contextlib.closing(self._tokens(job, cancelled)) as tokens:
             for token, logprob in tokens:
                 if self._is_eog(token):
                     finish = FinishReason.STOP
                     break
                 produced += 1
-                chunk = output.add(self._llama._model.detokenize([token]), logprob)
+                chunk = output.add(self._pieces(token), logprob)
                 if chunk is not None:
                     yield chunk
                 reason = _stop_reason(output.stopped, produced >= budget, cancelled)
@@ -173,18 +180,32 @@ class LlamaCppEngine(Engine):
                     break
             else:  # the decoder never ended it: the client left while it waited for a token
                 finish = FinishReason.CANCELLED if cancelled() else finish
-        yield output.finish(finish, Usage(len(prompt), produced))
+        yield output.finish(finish, Usage(len(prompt), produced, job.reused if job is not None else 0))
 
-    def _tokens(self, request: GenerationRequest, prompt, budget: int, plan, cancelled: CancelCheck):
-        """``(token, logprob)`` pairs from the batch decoder, decoded alongside other requests."""
+    @functools.cached_property
+    def _pieces(self):
+        """Each generated token's bytes (not llama-cpp-python's ``detokenize``: see pieces.py)."""
+        from dmr_llamacpp.pieces import TokenPieces  # llama_cpp: in the worker only
+
+        return TokenPieces(self._llama._model.vocab)
+
+    def _job(self, request: GenerationRequest, prompt, budget: int, plan):
+        """What the batch decoder runs for ``request`` (None: nothing to generate). Once it ran,
+        its ``reused`` says how much of the prompt a slot's KV cache already held."""
         if budget <= 0:
-            return
+            return None
         from dmr_llamacpp.batch import SequenceJob
 
         seed = request.sampling.seed
         chain = self._chains(**self._sampler_args(request.sampling), grammar=plan,
                              seed=seed if seed is not None else random.getrandbits(32))  # fmt: skip
-        with self._decoder.sequence(SequenceJob(prompt, chain, budget, request.logprobs)) as sequence:
+        return SequenceJob(prompt, chain, budget, request.logprobs)
+
+    def _tokens(self, job, cancelled: CancelCheck):
+        """``(token, logprob)`` pairs from the batch decoder, decoded alongside other requests."""
+        if job is None:
+            return
+        with self._decoder.sequence(job) as sequence:
             yield from self._decoder.tokens(sequence, cancelled)
 
     def assembler(self, request: GenerationRequest) -> ChunkAssembler:
@@ -212,26 +233,33 @@ class LlamaCppEngine(Engine):
     # -- embeddings ----------------------------------------------------------------------------
 
     def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
+        from dmr_llamacpp.embedding import embed_tokens  # llama_cpp: in the worker only
+
         vectors, tokens = [], 0
-        for text in request.inputs:
-            text, count = self._fitted(text, request.truncate)
-            vectors.append(_normalised(self._llama.embed(text)))
-            tokens += count
+        for item in request.inputs:
+            ids = self._fitted(item, request.truncate)
+            vectors.append(_normalised(embed_tokens(self._llama, ids)))
+            tokens += len(ids)
         return EmbeddingResult(tuple(vectors), tokens)
 
-    def _fitted(self, text: str, truncate: bool) -> tuple[str, int]:
-        """``text`` and its token count, cut to what one evaluation holds when ``truncate``."""
+    def _fitted(self, item: str | tuple[int, ...], truncate: bool) -> list[int]:
+        """The tokens of ``item`` (a text, tokenized as llama.cpp's server does, or token ids),
+        cut to what one evaluation holds when ``truncate``."""
         llama = self._llama
         limit = min(llama.n_ctx(), llama.n_batch, llama.context_params.n_ubatch)
-        tokens = llama.tokenize(text.encode(), add_bos=True, special=True)
+        if isinstance(item, str):
+            tokens = llama.tokenize(item.encode(), add_bos=True, special=True)
+        else:
+            tokens = checked_token_ids(item, llama.n_vocab(), "input")
+        if not tokens:  # "" for a model without BOS: llama_decode refuses an empty batch
+            raise InvalidRequest("'input' contains an input with no tokens", param="input")
         if len(tokens) <= limit:
-            return text, len(tokens)
+            return tokens
         if not truncate:
             raise ContextLengthExceeded(
                 f"input ({len(tokens)} tokens) exceeds the available context size ({limit} tokens)", param="input"
             )
-        kept = tokens[1:limit] if tokens[0] == llama.token_bos() else tokens[:limit]
-        return llama.detokenize(kept).decode("utf-8", "ignore"), limit
+        return tokens[:limit]
 
     # -- reranking -----------------------------------------------------------------------------
 

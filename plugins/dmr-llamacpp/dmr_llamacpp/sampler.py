@@ -18,6 +18,7 @@ import numpy as np
 
 from dmr_core.errors import EngineError
 from dmr_core.generation import TokenLogprob, TopLogprob
+from dmr_llamacpp.pieces import token_piece
 
 
 class SamplerChain:
@@ -96,6 +97,6 @@ class LogprobReader:
     def _piece(self, token: int) -> tuple[str, tuple[int, ...]]:
         piece = self._pieces.get(token)
         if piece is None:
-            raw = self._llama._model.detokenize([token], special=True)
+            raw = token_piece(self._llama._model.vocab, token, special=True)
             piece = self._pieces[token] = (raw.decode("utf-8", "replace"), tuple(raw))
         return piece

@@ -102,7 +102,7 @@ def test_a_bundle_template_overrides_the_gguf_template(tmp_path):
 
 
 def test_a_thinking_template_gets_enable_thinking_and_says_where_replies_start():
-    from dmr_core.testing import THINKING_TEMPLATE
+    from tests.support.thinking import THINKING_TEMPLATE
 
     thinking, ask = template(THINKING_TEMPLATE), (Message("user", "2+2?"),)
     assert thinking.thinking and not template(PLAIN).thinking

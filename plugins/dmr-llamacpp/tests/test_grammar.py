@@ -115,7 +115,11 @@ def test_auto_tools_get_a_lazy_grammar_forced_ones_an_eager_one():
     auto = grammar.plan_for(GenerationRequest("m", messages=ASK, tools=(WEATHER,)))
     forced = grammar.plan_for(GenerationRequest("m", messages=ASK, tools=(WEATHER,), tool_choice=ToolChoice("required")))
     assert auto.triggers == (grammar.CALL_TRIGGER,) and forced.triggers == ()
-    assert "root ::= tool-calls" in forced.gbnf and "tool-call (" in forced.gbnf  # parallel calls allowed
+    assert "root ::= tool-calls" in forced.gbnf
+    assert "tool-calls ::= tool-call" in forced.gbnf.splitlines()  # one call
+    several = ToolChoice("required", parallel=True)
+    parallel = grammar.plan_for(GenerationRequest("m", messages=ASK, tools=(WEATHER,), tool_choice=several))
+    assert "tool-call (" in parallel.gbnf  # parallel calls allowed
 
 
 def test_a_tool_schema_the_converter_cannot_express_is_a_400_naming_tools(engine):

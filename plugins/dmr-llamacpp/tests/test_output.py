@@ -44,6 +44,19 @@ def test_a_call_cut_by_the_token_limit_ends_with_length():
     assert out.finish(FinishReason.LENGTH, Usage(3, 9)).finish_reason is FinishReason.LENGTH
 
 
+def test_a_second_call_cut_before_its_closing_tag_is_whole_and_clean():
+    # SmolLM2 with parallel calls and a small max_tokens: the limit fell inside "</tool_call>".
+    out = ChunkAssembler((), ToolCallParser())
+    cut = CALL + '\n<tool_call>\n{"name": "f", "arguments": { "x": 2 }}\n</tool_call'
+    chunks = feed(out, [cut[i : i + 3] for i in range(0, len(cut), 3)])
+    last = out.finish(FinishReason.LENGTH, Usage(3, 40))
+    calls: dict[int, str] = {}
+    for piece in (d for c in [*chunks, last] for d in c.tool_calls):
+        calls[piece.index] = calls.get(piece.index, "") + piece.arguments
+    assert [json.loads(a) for a in calls.values()] == [{"x": 1}, {"x": 2}]
+    assert last.finish_reason is FinishReason.TOOL_CALLS and not "".join(c.text for c in [*chunks, last])
+
+
 def test_text_after_a_call_stops_generation():
     out = ChunkAssembler((), ToolCallParser())
     feed(out, [CALL, " and now some chatter"])

@@ -9,7 +9,7 @@ from dmr_core.engines.base import RunnerConfig
 from dmr_core.errors import ContextLengthExceeded, RankingUnsupported
 from dmr_core.generation import Mode, RankRequest
 from dmr_llamacpp.engine import LlamaCppEngine
-from dmr_llamacpp.tiny_reranker import reference_rerank_score, reranker_tokens, reranker_words, write_tiny_reranker
+from tests.support.tiny_reranker import reference_rerank_score, reranker_tokens, reranker_words, write_tiny_reranker
 
 QUERY = "where did the cat sit?"
 DOCUMENTS = ("the cat sat on the mat.", "the stock market fell today.", "a dog", "cats")

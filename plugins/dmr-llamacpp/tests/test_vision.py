@@ -6,7 +6,7 @@ from dmr_core.engines.base import RunnerConfig
 from dmr_core.errors import InvalidRequest
 from dmr_core.generation import FinishReason, GenerationRequest, Message, Mode, SamplingParams
 from dmr_llamacpp.engine import LlamaCppEngine
-from dmr_llamacpp.testing import data_url, png, write_tiny_projector
+from tests.support.vision import data_url, png, write_tiny_projector
 
 RED, BLUE = data_url(png((255, 0, 0))), data_url(png((0, 0, 255), stripes=True))
 GREEDY = SamplingParams(max_tokens=4, temperature=0)

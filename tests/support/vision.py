@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.support.gguf_file import write_gguf
+
 IMAGE_SIZE, PATCH_SIZE = 32, 16
 WIDTH, FEED_FORWARD, HEADS = 32, 64, 4
 
@@ -30,21 +32,6 @@ def write_tiny_projector(path: Path | str, text_embedding: int, seed: int = 0) -
             add(key, value)
 
     return write_gguf(path, "clip", describe, _tensors(text_embedding, np.random.default_rng(seed)))
-
-
-def write_gguf(path: Path | str, arch: str, describe, tensors: dict[str, np.ndarray]) -> Path:
-    """Write a GGUF file: ``describe(writer)`` adds the metadata, then the tensors follow."""
-    import gguf
-
-    writer = gguf.GGUFWriter(str(path), arch)
-    describe(writer)
-    for name, tensor in tensors.items():
-        writer.add_tensor(name, tensor)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return Path(path)
 
 
 def _hyperparameters(text_embedding: int) -> dict:
@@ -97,5 +84,3 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def data_url(image: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(image).decode()}"
 
-
-# -- a tiny cross-encoder ------------------------------------------------------------------------

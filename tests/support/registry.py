@@ -4,7 +4,8 @@
 behind Docker Hub's open-source ancestor) on 127.0.0.1, optionally behind htpasswd basic auth or
 the distribution spec's token auth, with its storage kept across restarts so a test can kill it
 mid-transfer. :class:`TokenService` is that token auth's ``realm``: it checks basic credentials and
-signs RS256 JWTs with ``openssl``. The pytest fixtures live in :mod:`dmr_core.testing`.
+signs RS256 JWTs with ``openssl``. The fixtures (``registry_server``, ``registry``) are at the end;
+``tests/conftest.py`` makes them available to every test package.
 """
 
 from __future__ import annotations
@@ -18,22 +19,21 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import requests
+
+from dmr_core.distribution.progress import ProgressEvent
+from dmr_core.testing import free_port
 
 REGISTRY_BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 TOKEN_SERVICE_NAME = "dmr-test-registry"
 TOKEN_ISSUER = "dmr-test-token-service"
-
-
-def _free_port() -> int:
-    from dmr_core.testing import free_port
-
-    return free_port()
 
 
 def write_htpasswd(path: Path, users: dict[str, str]) -> Path:
@@ -57,7 +57,7 @@ class RegistryServer:
     """The real CNCF distribution registry (Debian's ``docker-registry``) on 127.0.0.1."""
 
     root: Path
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     htpasswd: Path | None = None
     token_service: TokenService | None = None
     process: subprocess.Popen | None = None
@@ -155,7 +155,7 @@ class TokenService:
     def __init__(self, directory: Path, users: dict[str, str]) -> None:
         self.directory = directory
         self.users = users
-        self.port = _free_port()
+        self.port = free_port()
         self.key, self.cert = directory / "token-key.pem", directory / "token-cert.pem"
         self.requests: list[tuple[str | None, list[str]]] = []
         #: OAuth2 refresh tokens (Docker's identity tokens) this service accepts, and their users.
@@ -265,3 +265,73 @@ def _json_line(line: str) -> dict:
     except ValueError:
         return {}
     return entry if isinstance(entry, dict) else {}
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+#: The one account of the authenticating registries.
+REGISTRY_USERS = {"dmr-tester": "correct-horse-battery"}
+
+
+def start_registry(directory: Path, auth: str | None = None) -> tuple[RegistryServer, TokenService | None]:
+    """Start the real CNCF distribution registry in ``directory``.
+
+    ``auth``: ``None`` (open), ``"htpasswd"`` (basic auth for :data:`REGISTRY_USERS`) or ``"token"``
+    (bearer tokens from a :class:`TokenService` that knows :data:`REGISTRY_USERS`).
+    """
+    tokens = TokenService(directory, REGISTRY_USERS).start() if auth == "token" else None
+    htpasswd = write_htpasswd(directory / "htpasswd", REGISTRY_USERS) if auth == "htpasswd" else None
+    try:
+        return RegistryServer(directory, htpasswd=htpasswd, token_service=tokens).start(), tokens
+    except BaseException:
+        if tokens is not None:
+            tokens.stop()
+        raise
+
+
+@pytest.fixture
+def registry_server(tmp_path_factory) -> Iterator:
+    """Factory: ``registry_server(auth=None | "htpasswd" | "token") -> RegistryServer``.
+
+    Each call starts the real CNCF distribution registry (Debian's ``docker-registry``, distribution
+    2.8) on 127.0.0.1, on a free port, with its own storage directory; it answers ``GET /v2/``
+    before the call returns. Every registry (and token service) is stopped in ``finally``:
+    terminate, wait, kill.
+    """
+    started: list[tuple[RegistryServer, TokenService | None]] = []
+
+    def start(auth: str | None = None) -> RegistryServer:
+        started.append(start_registry(tmp_path_factory.mktemp("registry"), auth))
+        return started[-1][0]
+
+    try:
+        yield start
+    finally:
+        for registry, tokens in started:
+            registry.stop()
+            if tokens is not None:
+                tokens.stop()
+
+
+@pytest.fixture
+def registry(registry_server) -> RegistryServer:
+    """One open (no auth) real registry for the test."""
+    return registry_server()
+
+
+def kill_registry_mid_transfer(registry: RegistryServer, events: Iterator[ProgressEvent],
+                               after_bytes: int) -> tuple[list[ProgressEvent], BaseException | None]:  # fmt: skip
+    """Consume pull/push ``events``; SIGKILL ``registry`` once a layer has moved ``after_bytes``.
+
+    The generator is paused while the registry dies, so the transfer is cut mid-blob. Returns the
+    events seen and the exception that ended them (``None`` if the transfer somehow finished).
+    """
+    seen: list[ProgressEvent] = []
+    try:
+        for event in events:
+            seen.append(event)
+            if event.type == "progress" and event.layer.current >= after_bytes:
+                registry.kill()
+    except Exception as exc:  # the error the transfer ends with is what the test examines
+        return seen, exc
+    return seen, None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dmr_llamacpp.testing import write_gguf
+from tests.support.gguf_file import write_gguf
 
 #: The reranker's words; WordPiece tokens carry llama.cpp's "▁" word-start mark (as
 #: ``convert_hf_to_gguf`` writes BERT vocabularies). Ids 0–4 are BERT's special tokens.
