@@ -113,7 +113,8 @@ def test_pip_installed_engine_is_discovered_and_serves_requests():
         body = reply.json()
         assert body["choices"][0]["text"] == " hello plugin world hello plugin"
         assert body["choices"][0]["finish_reason"] == "length"
-        assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
+        assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8,
+                                 "prompt_tokens_details": {"cached_tokens": 0}}  # fmt: skip
 
         streamed = requests.post(url + "/engines/echo/v1/completions", timeout=60, stream=True,
                                  json={"model": "me/echo", "prompt": "one two three", "max_tokens": 8,
