@@ -181,7 +181,8 @@ def start_server(store: Path, **extra_env: str) -> DmrServer:
 def stop_server(server: DmrServer) -> None:
     pids = []
     try:
-        pids = server.pool_pids()
+        if server.process is not None and server.process.poll() is None:  # a stopped one has no pool to ask
+            pids = server.pool_pids()
     except Exception:
         pass
     server.stop()
