@@ -74,7 +74,11 @@ def test_concurrent_greedy_answers_equal_lone_ones_with_their_usage(server):
     for expected, call in zip(lone, together):
         got = call.result()
         assert got["choices"][0]["message"]["content"] == expected["choices"][0]["message"]["content"]
-        assert got["usage"] == expected["usage"]
+        # Counts match; how much of the prompt a slot's KV cache still held (cached_tokens)
+        # depends on which slot the job landed in, so it only has to be a part of the prompt.
+        for count in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            assert got["usage"][count] == expected["usage"][count]
+        assert 0 <= got["usage"]["prompt_tokens_details"]["cached_tokens"] < got["usage"]["prompt_tokens"]
         assert got["usage"]["completion_tokens"] == 10
 
 
