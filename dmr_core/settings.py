@@ -56,7 +56,8 @@ class Settings:
     max_context: int = 4096
     #: Largest accepted request body, in bytes (DMR: 10 MiB).
     max_body: int = 10 * 1024 * 1024
-    #: Seconds a streamed token may wait before it is sent, to coalesce wake-ups (0 = every token).
+    #: Shortest gap (s) between two frames of streamed text after the first, to coalesce wake-ups
+    #: (0 = every token). The first text and the end always leave at once (worker.ChunkSender).
     stream_flush_interval: float = 0.05
     #: Memory (bytes) each device may fill with loaded models; 0 = auto (80% of MemAvailable for
     #: the CPU, of the GPU's memory for a GPU). Loading past it evicts idle models (LRU).
@@ -68,6 +69,10 @@ class Settings:
     #: 2 by default: a second request no longer waits, both decode faster in all, a lone one as
     #: fast as with 1 (bench/parallel.py); 4 gains more only with 4 at once, at twice the KV memory.
     parallel: int = 2
+    #: MiB of host memory each loaded model may fill with the KV states of prompts its slots had to
+    #: give up (llama-server's ``--cache-ram``): a conversation whose slot another one took resumes
+    #: from there instead of evaluating its prompt again. 0 = off.
+    prompt_cache_mb: int = 512
     #: How long an idle model stays loaded: ``5m``, ``30s``, ``-1`` (forever), ``0`` (unload at once).
     keep_alive: str = "5m"
     #: Log level for dmr's own loggers.

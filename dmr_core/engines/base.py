@@ -49,6 +49,8 @@ class RunnerConfig:
     runtime_flags: tuple[str, ...] = ()
     #: Generations decoded together (settings' ``parallel``, or ``--parallel N``); 1 = one at a time.
     parallel: int = 1
+    #: Bytes of host memory for KV states of prompts evicted from slots (settings' ``prompt_cache_mb``); 0 = none.
+    prompt_cache: int = 0
 
 
 class Engine(ABC):

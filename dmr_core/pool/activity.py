@@ -4,8 +4,11 @@ A fault in an engine's native code (a segfault in a kernel, an abort in an asser
 worker before any Python handler runs, so the worker cannot say what it was doing as it dies.
 Instead it keeps a small JSON file (``worker-N.activity`` beside its socket) up to date: the
 operations in flight (op, model name, model file) and the last one that ended. The supervisor
-reads it when the worker dies and names them in its log. One small atomic write per operation
-start and end (not per token): a few tens of microseconds against a job's milliseconds.
+reads it when the worker dies and names them in its log. One small write per operation start and
+end (not per token), in place: one ``pwrite`` of the whole state, padded with spaces to the longest
+written so far (JSON ignores them), so the file is whole whenever a crash stops the process. A
+temporary file renamed over it cost ~400 µs a job on ext4 (a rename over a file flushes it), in the
+path of every request's first token; the in-place write costs a few microseconds.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class ActivityRecord:
         self._ids = itertools.count()
         self._running: dict[int, dict[str, Any]] = {}
         self._last: dict[str, Any] | None = None
+        self._fd: int | None = None  # opened (and emptied: an earlier worker's record) at the first write
+        self._size = 0
 
     @contextlib.contextmanager
     def doing(self, what: dict[str, Any]):
@@ -56,10 +61,12 @@ class ActivityRecord:
 
     def _write(self) -> None:
         state = {"pid": os.getpid(), "running": list(self._running.values()), "last": self._last}
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        data = json.dumps(state).encode().ljust(self._size)
+        self._size = len(data)
         try:
-            temporary.write_text(json.dumps(state))
-            os.replace(temporary, self.path)
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.pwrite(self._fd, data, 0)
         except OSError:  # a full disk must not fail the job; only the crash report loses detail
             pass
 

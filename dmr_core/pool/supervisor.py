@@ -27,6 +27,7 @@ from typing import Any
 
 from dmr_core.pool.activity import activity_path, crash_report
 from dmr_core.pool.devices import Device, parse_devices, physical_cores, share_cpu_threads
+from dmr_core.pool.handlers import ConnectionThreads
 from dmr_core.pool.lifetime import die_with_parent
 from dmr_core.errors import DmrError, WorkerCrashed, error_from_dict
 from dmr_core.pool.protocol import FrameReader, ProtocolError, request_reply, send_frame
@@ -270,9 +271,10 @@ class Supervisor:
                 send_frame(conn, self.answer(message))
 
     def serve(self, listener: socket.socket) -> None:
+        threads = ConnectionThreads(self._handle, "lease")
         while True:
             conn, _ = listener.accept()
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+            threads.submit(conn)
 
     def shutdown(self) -> None:
         self._stopping.set()

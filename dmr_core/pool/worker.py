@@ -13,9 +13,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import faulthandler
+import fcntl
 import logging
 import os
 import socket
+import struct
+import termios
 import threading
 import time
 from pathlib import Path
@@ -34,6 +37,7 @@ from dmr_core.generation import (
 )
 from dmr_core.plugins import get_plugin_manager
 from dmr_core.pool.activity import ActivityRecord, activity_path, describe
+from dmr_core.pool.handlers import ConnectionThreads
 from dmr_core.pool.lifetime import die_with_parent
 from dmr_core.pool.protocol import FrameReader, encode_frame, send_frame
 from dmr_core.pool.workerinfo import WorkerInfo
@@ -70,37 +74,50 @@ class PeerWatch:
 
 
 class ChunkSender:
-    """Sends chunks, coalescing text (and reasoning) produced within ``interval`` seconds into one
-    frame. Reasoning precedes text within a frame, so reasoning that follows text starts a new one."""
+    """Sends chunks as frames: the first text and the end at once, later text coalesced.
+
+    Later text leaves at once when the reader has read every frame sent so far and the last frame
+    left at least ``interval`` seconds ago; otherwise it is held, and leaves with the first later
+    chunk that finds both true, or with the end. The reader being behind (a slow client, a burst
+    of tokens from a fast GPU) thus costs frames, not latency; ``interval`` bounds the frame rate
+    when it keeps up, because on a small CPU each frame's wake-ups in the web worker and its client
+    take cycles from decoding (0 = a frame per token whenever the reader keeps up). Reasoning
+    precedes text within a frame, so reasoning that follows text starts a new one."""
 
     def __init__(self, conn: socket.socket, interval: float) -> None:
         self._conn = conn
         self._interval = interval
         self._pending: list[str] = []
         self._reasoning: list[str] = []
-        self._last = 0.0
+        self._texted = False  # a text frame went out: later text may be held
+        self._last = 0.0  # when the last frame went out
 
     def add(self, chunk) -> None:
         if chunk.reasoning and any(self._pending):
             self.flush()
         if chunk.finish_reason is None and chunk.usage is None and not chunk.tool_calls and not chunk.logprobs:
-            self._pending.append(chunk.text)
-            if chunk.reasoning:
-                self._reasoning.append(chunk.reasoning)
-            now = time.monotonic()
-            if now - self._last >= self._interval:
-                self._send(self._frame(), now)
+            self._hold(chunk)
             return
         frame = chunk_to_wire(chunk)
         frame["t"] = "".join(self._pending) + frame["t"]
         if reasoning := "".join(self._reasoning) + chunk.reasoning:
             frame["r"] = reasoning
         frame["k"] = "c"
-        self._send(frame, time.monotonic())
+        self._send(frame)
 
     def flush(self) -> None:
         if self._pending or self._reasoning:
-            self._send(self._frame(), time.monotonic())
+            self._send(self._frame())
+
+    def _hold(self, chunk) -> None:
+        """Queue a text chunk, and send what is queued unless it should wait (see the class)."""
+        self._pending.append(chunk.text)
+        if chunk.reasoning:
+            self._reasoning.append(chunk.reasoning)
+        first = not self._texted and bool(chunk.text or chunk.reasoning)
+        if first or (time.monotonic() - self._last >= self._interval and not unread_bytes(self._conn)):
+            self._texted = self._texted or first
+            self._send(self._frame())
 
     def _frame(self) -> dict[str, Any]:
         frame = {"k": "c", "t": "".join(self._pending)}
@@ -108,11 +125,20 @@ class ChunkSender:
             frame["r"] = "".join(self._reasoning)
         return frame
 
-    def _send(self, frame: dict[str, Any], now: float) -> None:
+    def _send(self, frame: dict[str, Any]) -> None:
         self._pending.clear()
         self._reasoning.clear()
-        self._last = now
         self._conn.sendall(encode_frame(frame))
+        self._last = time.monotonic()
+
+
+def unread_bytes(conn: socket.socket) -> int:
+    """Bytes sent on ``conn`` that its reader has not read yet (Linux ``SIOCOUTQ``; 0 where the
+    kernel cannot say, so every chunk is then sent at once)."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0
 
 
 class JobStats:
@@ -227,7 +253,8 @@ class Worker:
         engine_cls = self.engines.get(engine_name)
         flags = self._runtime_flags.get((engine_name, model_path, mode, context_size), ())
         config = RunnerConfig(context_size=context_size or 0, threads=self.settings.threads, runtime_flags=flags,
-                              parallel=self.settings.parallel)  # fmt: skip
+                              parallel=self.settings.parallel,
+                              prompt_cache=self.settings.prompt_cache_mb * 2**20)  # fmt: skip
         engine = engine_cls(model_path, mode, config)
         started = time.monotonic()
         try:
@@ -346,9 +373,10 @@ class Worker:
     # -- serving -------------------------------------------------------------------------------
 
     def serve(self, listener: socket.socket) -> None:
+        threads = ConnectionThreads(self.handle, "job")
         while True:
             conn, _ = listener.accept()
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+            threads.submit(conn)
 
 
 def bind_atomically(path: Path) -> socket.socket:

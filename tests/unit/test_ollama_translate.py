@@ -394,6 +394,12 @@ def test_timer_metrics_are_nanoseconds():
                        "eval_count": 2, "eval_duration": 10}  # fmt: skip
 
 
+def test_prompt_eval_count_is_the_tokens_evaluated_not_those_read_from_the_kv_cache(fake, client):
+    body = "".join(translate.stream_lines(meta(), chunks("Hi", usage=Usage(120, 3, cached_tokens=100))))
+    final = read_back(fake, client, body)[-1]
+    assert (final.prompt_eval_count, final.eval_count) == (20, 3)
+
+
 def test_error_after_the_stream_started_is_a_final_error_line(fake, client):
     from dmr_core.dialects.ollama.errors import stream_error
     from dmr_core.streaming import guarded

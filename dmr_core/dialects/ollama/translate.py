@@ -277,9 +277,10 @@ class Timer:
         if load:
             return {"total_duration": end - self.received, "load_duration": end - submitted}
         usage = usage or Usage()
+        # Ollama counts the prompt tokens it evaluated: a prefix reused from the KV cache is not among them.
         return {
             "total_duration": end - self.received, "load_duration": 0,
-            "prompt_eval_count": usage.prompt_tokens, "prompt_eval_duration": first - submitted,
+            "prompt_eval_count": usage.prompt_tokens - usage.cached_tokens, "prompt_eval_duration": first - submitted,
             "eval_count": usage.completion_tokens, "eval_duration": end - first,
         }  # fmt: skip
 

@@ -24,8 +24,14 @@ stepper whose client reads slowly does not hold the others up: a job that saw no
 :data:`CANCEL_POLL` runs the next one and becomes the stepper.
 
 A step ends a sequence at an end-of-generation token or its token budget. A slot keeps what its
-last sequence left in the KV cache; a new prompt goes to the free slot sharing the longest prefix
-with it, so a chat's next turn evaluates only what is new (as ``Llama.generate()`` did).
+last sequence left in the KV cache, so a chat's next turn evaluates only what is new. A new prompt
+goes, as in llama-server, to the free slot sharing the longest prefix with it if that prefix is a
+real match (over :data:`SIMILARITY` of the prompt: every chat shares the template's first tokens,
+which must not pull another conversation's turn into this one's slot), else to the least recently
+used free slot. A slot about to lose most of what it holds is saved first to the host-memory
+:class:`~dmr_llamacpp.prompt_cache.PromptCache`, and a prompt whose longest match is there rather
+than in its slot is restored from it, so interleaved conversations beyond the slot count still
+reuse their prefixes. A job that waits for a slot is placed by the same rule when one frees.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import ctypes
 import functools
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,11 +49,16 @@ from typing import Any
 
 from dmr_core.errors import EngineError, InvalidRequest
 from dmr_core.generation import TokenLogprob
+from dmr_llamacpp.prompt_cache import PromptCache, common_prefix
 from dmr_llamacpp.vision import MediaPrompt
 
 #: How often a job waiting for a step checks whether its client went away, and how long no step
 #: may run before it runs one itself, taking over from a stepper that is away (seconds).
 CANCEL_POLL = 0.1
+#: The part of a prompt a free slot must already hold for the prompt to go there rather than to the
+#: least recently used slot (llama-server's ``--slot-prompt-similarity``, default 0.1 since it has a
+#: prompt cache; 0.5 before). A chat template's opening tokens alone are a few percent of a prompt.
+SIMILARITY = 0.1
 _END = object()
 
 
@@ -75,8 +87,8 @@ def widen_context(llama: Any, slots: int) -> int:
 
 @dataclass
 class SequenceJob:
-    """What a generation asks of the decoder. ``chain``: its own sampler chain (accepts the
-    tokens it samples). ``logprobs``: how many top alternatives to report, None for none.
+    """What a generation asks of the decoder. ``chain``: its own sampler (``sample(ctx, row)``
+    draws a token from a logits row and accepts it: see sampler.py). ``logprobs``: how many top alternatives to report, None for none.
     ``reused`` is the decoder's answer, set when the job gets its slot: how many prompt tokens
     the slot's KV cache already held, which are not evaluated again (usage's cached tokens)."""
 
@@ -94,6 +106,7 @@ class Slot:
     seq_id: int
     cached: list[int] = field(default_factory=list)
     busy: bool = False
+    used: float = 0.0  # when its last sequence ended (monotonic): the least recently used is taken first
 
 
 class Sequence:
@@ -114,7 +127,8 @@ class BatchDecoder:
     """The decode loop of one loaded model. :param slots: sequences decoded together.
     :param logprobs: a :class:`~dmr_llamacpp.sampler.LogprobReader` for the same model."""
 
-    def __init__(self, llama: Any, slots: int, is_eog: Callable[[int], bool], logprobs: Any, projector=None) -> None:
+    def __init__(self, llama: Any, slots: int, is_eog: Callable[[int], bool], logprobs: Any, projector=None,
+                 prompt_cache: int = 0) -> None:  # fmt: skip
         import llama_cpp
 
         self._lib, self._llama, self._ctx = llama_cpp, llama, llama._ctx.ctx
@@ -123,6 +137,8 @@ class BatchDecoder:
         self._batch = llama_cpp.llama_batch_init(self._capacity, 0, 1)
         self._is_eog, self._logprobs, self._projector = is_eog, logprobs, projector
         self._slots = [Slot(i) for i in range(slots)]
+        #: States of prompts the slots gave up, at most ``prompt_cache`` bytes (0: none kept).
+        self.prompt_cache = PromptCache(llama_cpp, self._ctx, prompt_cache)
         self._waiting: deque[Sequence] = deque()  # appended by jobs; everything else under the lock
         self._active: list[Sequence] = []
         self._step_lock = threading.Lock()
@@ -210,6 +226,7 @@ class BatchDecoder:
             if self._batch is not None:
                 self._lib.llama_batch_free(self._batch)
                 self._batch = None
+            self.prompt_cache.clear()
 
     # -- a step (under the step lock) ----------------------------------------------------------
 
@@ -237,13 +254,25 @@ class BatchDecoder:
             if not free:
                 return
             self._waiting.popleft()
-            self._place(head, max(free, key=lambda slot: _common_prefix(slot.cached, head.pending)))
+            slot = _choose(free, head.pending)
+            self._swap_in(slot, head.pending)
+            self._place(head, slot)
             self._active.append(head)
+
+    def _swap_in(self, slot: Slot, prompt: list[int]) -> None:
+        """Save what ``slot`` holds if ``prompt`` would discard most of it, then load into it the
+        saved state that shares more of ``prompt`` than the slot does, if there is one."""
+        held = common_prefix(slot.cached, prompt)
+        if held < len(slot.cached) / 2:
+            self.prompt_cache.save(slot.seq_id, slot.cached)
+        restored = self.prompt_cache.restore(slot.seq_id, prompt, held) if prompt else None
+        if restored is not None:
+            slot.cached = restored
 
     def _place(self, sequence: Sequence, slot: Slot) -> None:
         """Put ``sequence`` in ``slot``, keeping the cached prefix (all but the prompt's last token,
         whose logits are needed) when llama.cpp can cut the sequence there."""
-        keep = min(_common_prefix(slot.cached, sequence.pending), len(sequence.pending) - 1)
+        keep = min(common_prefix(slot.cached, sequence.pending), len(sequence.pending) - 1)
         keep = max(keep, 0)
         if not self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1):
             self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
@@ -291,7 +320,7 @@ class BatchDecoder:
         return count
 
     def _sample(self, sequence: Sequence, row: int) -> None:
-        token = self._lib.llama_sampler_sample(sequence.job.chain.sampler, self._ctx, row)
+        token = sequence.job.chain.sample(self._ctx, row)
         top = sequence.job.logprobs
         sequence.sampled_queue.append((token, None if top is None else self._logprobs.read(token, top, row)))
         sequence.sampled += 1
@@ -328,7 +357,7 @@ class BatchDecoder:
     @staticmethod
     def _free(sequence: Sequence) -> None:
         if sequence.slot is not None:
-            sequence.slot.busy = False
+            sequence.slot.busy, sequence.slot.used = False, time.monotonic()
             sequence.slot = None
 
 
@@ -362,10 +391,10 @@ def _omp_pause_resource_all():
         return None
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
+def _choose(free: list[Slot], prompt: list[int]) -> Slot:
+    """The free slot holding the longest prefix of ``prompt`` if it holds over :data:`SIMILARITY`
+    of it, else the least recently used free slot (llama-server's choice)."""
+    best = max(free, key=lambda slot: common_prefix(slot.cached, prompt))
+    if prompt and common_prefix(best.cached, prompt) > SIMILARITY * len(prompt):
+        return best
+    return min(free, key=lambda slot: slot.used)

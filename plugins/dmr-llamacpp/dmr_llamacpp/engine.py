@@ -99,7 +99,8 @@ class LlamaCppEngine(Engine):
         from dmr_llamacpp.batch import BatchDecoder, widen_context
 
         self._n_ctx = widen_context(self._llama, self.parallel)  # each sequence: the configured size
-        return BatchDecoder(self._llama, self.parallel, self._is_eog, self._logprobs, self._projector)
+        return BatchDecoder(self._llama, self.parallel, self._is_eog, self._logprobs, self._projector,
+                            prompt_cache=self.config.prompt_cache)  # fmt: skip
 
     def effective_settings(self) -> dict:
         """Read back from the loaded ``Llama``, so ``runtime-flags`` can be seen to have applied."""

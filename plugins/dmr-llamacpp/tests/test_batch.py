@@ -23,8 +23,9 @@ GREEDY = SamplingParams(max_tokens=16, temperature=0, seed=7)
 SHORT = SamplingParams(max_tokens=10, temperature=0, seed=7)
 
 
-def load(gguf, parallel):
-    engine = LlamaCppEngine(str(gguf), Mode.COMPLETION, RunnerConfig(context_size=512, threads=2, parallel=parallel))
+def load(gguf, parallel, prompt_cache=0):
+    config = RunnerConfig(context_size=512, threads=2, parallel=parallel, prompt_cache=prompt_cache)
+    engine = LlamaCppEngine(str(gguf), Mode.COMPLETION, config)
     engine.load()
     return engine
 
@@ -171,3 +172,81 @@ def test_an_empty_prompt_is_refused_before_anything_is_sent(engine):
     stream = engine.generate(request(engine, ""), lambda: False)
     with pytest.raises(InvalidRequest, match="prompt is empty"):
         next(stream)
+
+
+# -- prompt reuse across interleaved conversations --------------------------------------------------
+
+#: Every conversation opens the same way, as chats share their template's first tokens and system prompt.
+OPENING = "System: answer in one short sentence.\n"
+TOPICS = {"A": ("lighthouse", "keeper", "lamp"), "B": ("orchard", "farmer", "ladder"),
+          "C": ("observatory", "astronomer", "comet")}  # fmt: skip
+
+
+class Conversation:
+    """A chat as raw completion prompts: each turn appends the reply and a new question (~150 tokens to start)."""
+
+    def __init__(self, name):
+        place, person, thing = TOPICS[name]
+        lines = [f"Note {i}: the {person} of the {place} checked the {thing} at hour {i}." for i in range(10)]
+        self.prompt, self.prompts = OPENING + " ".join(lines) + "\nQ: What is this about?\nA:", []
+
+    def turn(self, engine):
+        if self.prompts:
+            self.prompt += "\nQ: Say more.\nA:"
+        chunks = alone(engine, request(engine, self.prompt, SHORT))
+        self.prompts.append(chunks[-1].usage.prompt_tokens)
+        self.prompt += text(chunks)
+        return chunks
+
+
+def test_a_conversation_keeps_its_slot_while_another_runs_in_between(engine):
+    a, b = Conversation("A"), Conversation("B")
+    a.turn(engine), b.turn(engine)  # B shares only the opening with A's slot: it takes the other slot
+    usage = a.turn(engine)[-1].usage
+    assert usage.cached_tokens >= a.prompts[0] - 3, (usage, a.prompts)
+    assert b.turn(engine)[-1].usage.cached_tokens >= b.prompts[0] - 3
+
+
+def test_an_evicted_conversation_resumes_from_the_prompt_cache(smollm2_gguf):
+    cached = load(smollm2_gguf, parallel=2, prompt_cache=64 * 2**20)
+    try:
+        a, b, c = Conversation("A"), Conversation("B"), Conversation("C")
+        for conversation in (a, b, c):  # C takes the least recently used slot: A's
+            assert conversation.turn(cached)[-1].usage.cached_tokens < 15  # the opening at most
+        cache = cached._decoder.prompt_cache
+        assert len(cache.entries) == 1 and 0 < cache.used <= cache.limit
+        usage = a.turn(cached)[-1].usage
+        assert usage.cached_tokens >= a.prompts[0] - 3, (usage, a.prompts)
+        assert usage.cached_tokens < usage.prompt_tokens
+    finally:
+        cached.close()
+
+
+def test_greedy_output_is_the_same_with_a_restored_prefix(smollm2_gguf, single):
+    cached = load(smollm2_gguf, parallel=1, prompt_cache=64 * 2**20)
+    try:
+        a, b = Conversation("A"), Conversation("B")
+        a.turn(cached), b.turn(cached)  # one slot: B evicts A, whose state goes to the cache
+        a.prompt += "\nQ: Say more.\nA:"
+        restored = alone(cached, request(cached, a.prompt, SHORT))
+        assert restored[-1].usage.cached_tokens >= a.prompts[0] - 3
+        alone(single, request(single, Conversation("C").prompt, SHORT))  # the other engine's slot: unrelated
+        cold = alone(single, request(single, a.prompt, SHORT))
+        assert cold[-1].usage.cached_tokens < 15
+        assert text(restored) == text(cold) and len(text(cold)) > 0
+    finally:
+        cached.close()
+
+
+def test_a_turn_that_waits_for_a_slot_gets_its_prefix_back_when_one_frees(smollm2_gguf):
+    cached = load(smollm2_gguf, parallel=2, prompt_cache=64 * 2**20)
+    try:
+        a, b = Conversation("A"), Conversation("B")
+        a.turn(cached)
+        a.prompt += "\nQ: Say more.\nA:"
+        long = request(cached, "Once upon a time", SamplingParams(max_tokens=30, temperature=0))
+        # the long job takes the empty slot, B the one holding A (saved first); A's turn waits for a slot
+        _, _, waited = together(cached, long, request(cached, b.prompt, SHORT), request(cached, a.prompt, SHORT))
+        assert waited[-1].usage.cached_tokens >= a.prompts[0] - 3, (waited[-1].usage, a.prompts)
+    finally:
+        cached.close()
