@@ -81,7 +81,10 @@ class LlamaCppEngine(Engine):
                 ))  # fmt: skip
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadFailed(f"llama.cpp could not load {self.model_path}: {exc}") from exc
-        self._is_eog = lambda token: llama_cpp.llama_vocab_is_eog(self._llama._model.vocab, token)
+        # Asked twice a token (decoder and engine): a dict hit instead of a ctypes call, each of
+        # which hands the GIL to the other job threads (a small gain: bench/step_overhead.py --uncached-eog).
+        vocab = self._llama._model.vocab
+        self._is_eog = functools.cache(lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token)))
         self._template = None if embedding else ChatTemplate.from_model(self._llama, self.model_path)
         projector = None if embedding else vision.projector_path(self.model_path)
         self._projector = vision.Projector(self._llama, projector, threads) if projector else None
