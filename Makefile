@@ -50,6 +50,7 @@ test-slow: install model system-deps
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 bench: install model
+	$(PIP) install -q -c conf/constraints.txt -e '.[bench]'
 	$(BIN)/python bench/serving.py
 
 clean:

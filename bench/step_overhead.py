@@ -156,24 +156,69 @@ def profile_engine(engine, tokens: int, out: Path | None) -> None:
     stats.sort_stats("tottime").print_stats(20)
 
 
+def breakdown(engine, tokens: int) -> None:
+    """Where a step's time goes in (b): ``llama_decode``, sampling the rows (llama.cpp's sampler
+    chains, native), filling the batch, and the time between steps (the stepper's own job's token
+    work and its hand-offs to the other job threads), at K = 1 and 8. The decoder's methods are
+    wrapped with timers for the run, so the figures carry a few µs of timing overhead."""
+    decoder, spent = engine._decoder, {}
+    originals = {name: getattr(decoder, name) for name in ("_step", "_sample", "_fill_batch")}
+
+    def timed(name, function):
+        def run(*args):
+            started = time.perf_counter()
+            try:
+                return function(*args)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
+        return run
+
+    lib = decoder._lib
+    decoder._lib = type("TimedLib", (), {"__getattr__": lambda self, n: getattr(lib, n),
+                                         "llama_decode": staticmethod(timed("decode", lib.llama_decode))})()  # fmt: skip
+    for name, function in originals.items():
+        setattr(decoder, name, timed(name, function))
+    try:
+        print("\nWhere a step goes (engine in-process, µs a step):\n")
+        print("| K | step (wall) | llama_decode | sampling | batch fill | between steps |\n|---|---|---|---|---|---|")
+        for k in (1, PARALLEL):
+            spent.clear()
+            before, started = decoder.steps, time.perf_counter()
+            engine_run(engine, k, tokens, f"bd{k}")
+            steps, wall = decoder.steps - before, time.perf_counter() - started
+            us = {name: value / steps * 1e6 for name, value in spent.items()}
+            print(f"| {k} | {wall / steps * 1e6:.0f} | {us['decode']:.0f} | {us['_sample']:.0f} | {us['_fill_batch']:.0f} "
+                  f"| {wall / steps * 1e6 - us['_step']:.0f} |")  # fmt: skip
+    finally:
+        decoder._lib = lib
+        for name in originals:
+            delattr(decoder, name)
+
+
 # -- (c) the server --------------------------------------------------------------------------------
 
 
-def stream(url: str, prompt: str, tokens: int) -> int:
+def stream(url: str, prompt: str, tokens: int) -> tuple[int, float]:
+    """One streamed completion: (completion tokens, seconds from sending to the first text)."""
     body = {"model": MODEL, "prompt": prompt, "max_tokens": tokens, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}}  # fmt: skip
+    started, first, parts = time.perf_counter(), None, []
     with requests.post(url + "/engines/v1/completions", json=body, stream=True, timeout=300) as response:
         response.raise_for_status()
-        data = b"".join(response.iter_content(chunk_size=None))
-    usage = data.rsplit(b'"completion_tokens":', 1)[1]
-    return int(usage.split(b",", 1)[0].split(b"}", 1)[0])
+        for part in response.iter_content(chunk_size=None):
+            if first is None and b'"text":"' in part.replace(b'"text":""', b""):
+                first = time.perf_counter() - started
+            parts.append(part)
+    usage = b"".join(parts).rsplit(b'"completion_tokens":', 1)[1]
+    return int(usage.split(b",", 1)[0].split(b"}", 1)[0]), first or 0.0
 
 
-def server_run(url: str, streams: int, tokens: int, tag: str) -> tuple[float, float]:
-    counts = [0] * streams
+def server_run(url: str, streams: int, tokens: int, tag: str) -> tuple[float, float, float]:
+    """(µs a step, aggregate tok/s, median time to first text in ms) of ``streams`` concurrent streams."""
+    counts, firsts = [0] * streams, [0.0] * streams
 
     def one(i: int) -> None:
-        counts[i] = stream(url, PROMPT.format(tag=f"{tag}-{i}"), tokens)
+        counts[i], firsts[i] = stream(url, PROMPT.format(tag=f"{tag}-{i}"), tokens)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
     started = time.perf_counter()
@@ -182,7 +227,7 @@ def server_run(url: str, streams: int, tokens: int, tag: str) -> tuple[float, fl
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
-    return elapsed / (max(counts) + 1) * 1e6, sum(counts) / elapsed
+    return elapsed / (max(counts) + 1) * 1e6, sum(counts) / elapsed, statistics.median(firsts) * 1e3
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -217,8 +262,8 @@ def measure(engine, url: str | None, rounds: int, tokens: int) -> dict[str, dict
 
 def report(results, tokens: int) -> None:
     print(f"\n{tokens} tokens a stream, greedy; medians over rounds; µs a step (aggregate tok/s)\n")
-    print("| K | raw decode | raw decode + greedy | engine (b) | server (c) | overhead b−a′ | overhead c−a′ |")
-    print("|---|---|---|---|---|---|---|")
+    print("| K | raw decode | raw decode + greedy | engine (b) | server (c) | overhead b−a′ | overhead c−a′ | TTFT (c) |")
+    print("|---|---|---|---|---|---|---|---|")
     for k in STREAMS:
         cell = {n: (statistics.median(v[0] for v in results[n][k]), statistics.median(v[1] for v in results[n][k]))
                 if results[n][k] else None for n in results}  # fmt: skip
@@ -229,8 +274,40 @@ def report(results, tokens: int) -> None:
             return "–" if value is None else f"{value[0]:.0f} µs ({value[1]:.0f} tok/s)" if value[1] else f"{value[0]:.0f} µs"
 
         over_c = "–" if cell["server"] is None else f"{cell['server'][0] - floor:+.0f} µs"
+        ttft = "–" if cell["server"] is None else f"{statistics.median(v[2] for v in results['server'][k]):.1f} ms"
         print(f"| {k} | {show('raw')} | {show('raw+greedy')} | {show('engine')} | {show('server')} "
-              f"| {cell['engine'][0] - floor:+.0f} µs | {over_c} |")  # fmt: skip
+              f"| {cell['engine'][0] - floor:+.0f} µs | {over_c} | {ttft} |")  # fmt: skip
+
+
+def medians(results, name: str, index: int) -> list[float]:
+    return [statistics.median(v[index] for v in results[name][k]) for k in STREAMS]
+
+
+def chart(results, tokens: int, path: Path) -> None:
+    """Aggregate tok/s and time to first token against concurrent streams, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (rate, first) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    for name, label, style in (("raw+greedy", "llama_decode + native greedy (C floor)", "k--"),
+                               ("engine", "dmr engine in-process", "o-"), ("server", "dmr server (HTTP, pool)", "s-")):  # fmt: skip
+        if all(results[name][k] for k in STREAMS):
+            rate.plot(STREAMS, medians(results, name, 1), style, label=label)
+    rate.set(xlabel="concurrent streams", ylabel="aggregate tokens/s", xticks=STREAMS, ylim=(0, None),
+             title=f"Aggregate decode, {tokens} tokens a stream")  # fmt: skip
+    rate.legend(fontsize=8)
+    if all(results["server"][k] for k in STREAMS):
+        first.plot(STREAMS, medians(results, "server", 2), "s-", color="C2", label="dmr server, median of streams")
+        first.legend(fontsize=8)
+    first.set(xlabel="concurrent streams", ylabel="ms", xticks=STREAMS, ylim=(0, None), title="Time to first token")
+    for axes in (rate, first):
+        axes.grid(alpha=0.3)
+    fig.suptitle("Tiny random llama (GPU-like step time), parallel 8, 2-core CPU", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"chart: {path}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -240,6 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--no-server", action="store_true")
+    parser.add_argument("--chart", type=Path, help="draw tok/s and TTFT against streams to this PNG (matplotlib)")
     parser.add_argument("--uncached-eog", action="store_true",
                         help="(b) as before the end-of-generation check was memoised (a before/after run)")
     parser.add_argument("--profile", nargs="?", const="", default=None, help="cProfile (b) at K=8; optional .prof path")
@@ -260,6 +338,9 @@ def main(argv: list[str] | None = None) -> None:
         engine_run(engine, PARALLEL, 8, "warm")
         results = measure(engine, server.url if server else None, args.rounds, args.tokens)
         report(results, args.tokens)
+        if args.chart is not None:
+            chart(results, args.tokens, args.chart)
+        breakdown(engine, args.tokens)
         if args.profile is not None:
             profile_engine(engine, args.tokens, Path(args.profile) if args.profile else None)
     finally:

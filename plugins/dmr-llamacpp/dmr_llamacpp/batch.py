@@ -121,6 +121,7 @@ class Sequence:
         self.released = False
         self.row: int | None = None  # its row of logits in the step just decoded
         self.sampled = 0
+        self.bell: threading.Condition | None = None  # its thread waits on it (the decoder's mutex)
 
 
 class BatchDecoder:
@@ -142,9 +143,13 @@ class BatchDecoder:
         self._waiting: deque[Sequence] = deque()  # appended by jobs; everything else under the lock
         self._active: list[Sequence] = []
         self._step_lock = threading.Lock()
-        #: The job whose thread runs the steps (see the module's docstring); the others wait on ``_turn``.
-        self._turn = threading.Condition()
+        #: Guards ``_stepper`` and ``_live``; each sequence's ``bell`` is a condition on it, so a step
+        #: wakes only the threads whose sequence it brought something (not every job's thread).
+        self._mutex = threading.Lock()
+        #: The job whose thread runs the steps (see the module's docstring); the others wait on their bell.
         self._stepper: Sequence | None = None
+        self._live: set[Sequence] = set()
+        self._news: list[Sequence] = []  # sequences the current step gave a token or an end
         #: ``llama_decode`` calls made (fewer than the tokens sampled when sequences share steps),
         #: and the tokens they evaluated (a cached prompt prefix is not evaluated again).
         self.steps = self.evaluated = 0
@@ -159,10 +164,15 @@ class BatchDecoder:
             raise EngineError("the model was unloaded")
         if sequence.media is None and not sequence.pending:  # nothing to evaluate: no logits to sample
             raise InvalidRequest("the prompt is empty (it has no tokens)", param="prompt")
+        sequence.bell = threading.Condition(self._mutex)
+        with self._mutex:
+            self._live.add(sequence)
         self._waiting.append(sequence)
         try:
             yield sequence
         finally:
+            with self._mutex:
+                self._live.discard(sequence)
             sequence.released = True
             if sequence.media is not None:
                 with self._step_lock:  # the caller frees the image prompt next: not while mtmd reads it
@@ -196,8 +206,10 @@ class BatchDecoder:
                 if not sequence.sampled_queue:  # else a step brought its token while we waited for the lock
                     _OPENMP.started = True
                     self._step()
-            with self._turn:
-                self._turn.notify_all()
+                news, self._news = self._news, []
+            with self._mutex:
+                for other in news:
+                    other.bell.notify()
         return bool(sequence.sampled_queue) or not cancelled()
 
     def _takes_turn(self, sequence: Sequence, cancelled: Callable[[], bool]) -> bool:
@@ -205,19 +217,20 @@ class BatchDecoder:
         the next step: nobody steps, it does, or the stepper ran none for CANCEL_POLL (its client
         reads slowly, so it is away sending)."""
         sampled = sequence.sampled_queue
-        with self._turn:
+        with self._mutex:
             steps = self.steps
-            ready = self._turn.wait_for(lambda: sampled or self._stepper in (None, sequence), CANCEL_POLL)
+            ready = sequence.bell.wait_for(lambda: sampled or self._stepper in (None, sequence), CANCEL_POLL)
             if sampled or (not ready and (self.steps != steps or self._step_lock.locked() or cancelled())):
                 return False
             self._stepper = sequence
             return True
 
     def _resign(self, sequence: Sequence) -> None:
-        with self._turn:
+        with self._mutex:
             if self._stepper is sequence:
                 self._stepper = None
-                self._turn.notify_all()  # a waiting job takes over the steps
+                for other in self._live:  # a waiting job takes over the steps
+                    other.bell.notify()
         release_openmp_threads()
 
     def close(self) -> None:
@@ -323,6 +336,7 @@ class BatchDecoder:
         token = sequence.job.chain.sample(self._ctx, row)
         top = sequence.job.logprobs
         sequence.sampled_queue.append((token, None if top is None else self._logprobs.read(token, top, row)))
+        self._news.append(sequence)
         sequence.sampled += 1
         if sequence.released or self._is_eog(token) or sequence.sampled >= sequence.job.budget:
             self._end(sequence, _END)
@@ -347,6 +361,7 @@ class BatchDecoder:
 
     def _end(self, sequence: Sequence, item: object, forget: bool = False) -> None:
         sequence.sampled_queue.append(item)
+        self._news.append(sequence)
         if forget and sequence.slot is not None:  # after a failed step its cells are unknown
             self._lib.llama_memory_seq_rm(self._memory, sequence.slot.seq_id, -1, -1)
             sequence.slot.cached.clear()
