@@ -8,6 +8,10 @@ DEFAULT_GGUF := $(MODELS_CACHE)/SmolLM2-135M-Instruct.Q4_1.gguf
 # Extra CMake flags for llama-cpp-python, e.g. LLAMA_CMAKE_ARGS=-DGGML_CUDA=on on a GPU machine
 # (with PIP_NO_CACHE_DIR=1, or pip reuses a cached CPU build: docs/gpu.md).
 LLAMA_CMAKE_ARGS ?=
+# Where pip also looks for torch (the diffusers engine's): empty = pip's own configuration (this machine's
+# finds the CPU wheel in /opt/wheels). Elsewhere: https://download.pytorch.org/whl/cpu for the CPU build,
+# or a CUDA index (https://download.pytorch.org/whl/cu128) on a GPU host. The release is pinned in conf/constraints.txt.
+TORCH_INDEX ?=
 PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -21,8 +25,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 
-$(VENV)/.installed: $(BIN)/python setup.cfg plugins/dmr-llamacpp/setup.cfg plugins/dmr-ctransformers/setup.cfg conf/constraints.txt
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -c conf/constraints.txt -e '.[test]' -e plugins/dmr-llamacpp -e plugins/dmr-ctransformers
+$(VENV)/.installed: $(BIN)/python setup.cfg plugins/dmr-llamacpp/setup.cfg plugins/dmr-ctransformers/setup.cfg \
+		plugins/dmr-diffusers/setup.cfg conf/constraints.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -c conf/constraints.txt $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
+		-e '.[test]' -e plugins/dmr-llamacpp -e plugins/dmr-ctransformers -e plugins/dmr-diffusers
+	@$(BIN)/python -c "import importlib.metadata as m; v = m.version('torch'); print('torch', v, '' if '+' in v else \
+		'(no +cpu/+cuXXX label: on Linux this is the CUDA build from PyPI; see TORCH_INDEX in the Makefile)')"
 	touch $@
 
 install: $(VENV)/.installed

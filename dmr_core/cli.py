@@ -121,22 +121,44 @@ def inspect(store_path: Path | None, name: str) -> None:
 
 
 @main.command()
-@click.option("--gguf", "gguf_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--gguf", "gguf_file", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="GGUF file to package.")
+@click.option("--diffusers", "diffusers_dir", default=None,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Diffusers folder (model_index.json at its root) to package, one layer per file.")
+@click.option("--dduf", "dduf_file", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="DDUF file (a whole diffusers pipeline) to package.")
 @click.option("--chat-template", "chat_template", default=None,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Jinja chat template that replaces the GGUF's own.")
+              help="Jinja chat template that replaces the GGUF's own (with --gguf).")
 @click.option("--store", "store_path", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Model store root (default: the `store` setting).")
 @click.argument("name")
-def package(gguf_file: Path, chat_template: Path | None, store_path: Path | None, name: str) -> None:
-    """Package a local GGUF file into the model store as NAME (e.g. ai/smollm2:360M-Q4_K_M)."""
+def package(gguf_file: Path | None, diffusers_dir: Path | None, dduf_file: Path | None, chat_template: Path | None,
+            store_path: Path | None, name: str) -> None:  # fmt: skip
+    """Package local model files into the model store as NAME (e.g. ai/smollm2:360M-Q4_K_M):
+    exactly one of --gguf FILE, --diffusers DIR or --dduf FILE."""
+    source = _package_source({"--gguf": gguf_file, "--diffusers": diffusers_dir, "--dduf": dduf_file}, chat_template)
     store = _store(store_path)
+    imports = {"--gguf": lambda: store.import_gguf(gguf_file, name, chat_template=chat_template),
+               "--diffusers": lambda: store.import_diffusers(diffusers_dir, name),
+               "--dduf": lambda: store.import_dduf(dduf_file, name)}  # fmt: skip
     try:
-        model = _run(lambda: store.import_gguf(gguf_file, name, chat_template=chat_template))
+        model = _run(imports[source])
     except OSError as exc:  # an unwritable or full store: say so in one line, not a traceback
         raise click.ClickException(f"cannot write to the store {store.root}: {exc.strerror or exc}") from exc
     click.echo(f"{model.id} {parse_reference(name).familiar}")
+
+
+def _package_source(sources: dict[str, Path | None], chat_template: Path | None) -> str:
+    """The one source flag given (a usage error, exit status 2, for none or several)."""
+    given = [flag for flag, value in sources.items() if value is not None]
+    if len(given) != 1:
+        found = " and ".join(given) if given else "none"
+        raise click.UsageError(f"give exactly one of --gguf, --diffusers or --dduf (got {found})")
+    if chat_template is not None and given[0] != "--gguf":
+        raise click.UsageError("--chat-template goes with --gguf only")
+    return given[0]
 
 
 @main.command()

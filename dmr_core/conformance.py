@@ -39,12 +39,16 @@ supports :attr:`Mode.EMBEDDING`, one L2-normalised vector per input; an engine
 reporting ``parallel`` > 1 serves that many generations at once; ``rank()`` on an engine without
 :attr:`Mode.RERANKING` is a clear :class:`~dmr_core.errors.InvalidRequest`; ``close()`` is
 idempotent.
+
+Image engines (:attr:`Mode.IMAGE_GENERATION`) subclass :class:`ImageEngineConformance` instead, the
+same way (``engine_class`` and ``model_path`` fixtures); its docstring says what it checks.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import io
 import json
 import math
 import os
@@ -56,13 +60,15 @@ from pathlib import Path
 import pytest
 
 from dmr_core.engines.base import Availability, Engine, RunnerConfig
-from dmr_core.errors import ContextLengthExceeded, InvalidRequest, UnsupportedParameter
+from dmr_core.errors import ClientDisconnected, ContextLengthExceeded, InvalidRequest, UnsupportedParameter
 from dmr_core.generation import (
     EmbeddingRequest,
     EmbeddingResult,
     FinishReason,
     GenerationChunk,
     GenerationRequest,
+    ImageRequest,
+    ImageResult,
     Message,
     Mode,
     RankRequest,
@@ -84,7 +90,83 @@ print(json.dumps({"installed": availability.installed, "detail": availability.de
 """
 
 
-class EngineConformance:
+class EngineClassConformance:
+    """The checks of an engine *class*, shared by :class:`EngineConformance` (text engines) and
+    :class:`ImageEngineConformance`: its name, formats and modes, its registration through the plugin
+    hook, and an ``availability()`` that imports nothing heavy. Override the ``engine_class`` fixture."""
+
+    #: The module of the distribution's ``dmr`` entry point; None: load the installed entry points.
+    plugin_module: str | None = None
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def engine_class(cls) -> type[Engine]:
+        """The engine class under test. Override (class scope)."""
+        pytest.fail(f"{cls.__name__} must override the engine_class fixture")
+
+    # -- the class -----------------------------------------------------------------------------
+
+    def test_registered_name_formats_and_modes(self, engine_class):
+        assert issubclass(engine_class, Engine)
+        name = getattr(engine_class, "name", None)
+        assert isinstance(name, str) and name, "an engine needs a public name"
+        assert name == name.strip() and "/" not in name and not any(c.isspace() for c in name), (
+            f"{name!r} appears in URLs (/engines/{{name}}/v1/...): no slashes or spaces")  # fmt: skip
+        assert isinstance(engine_class.formats, frozenset) and engine_class.formats, "declare the formats it loads"
+        assert all(isinstance(f, str) and f == f.lower() and f for f in engine_class.formats), engine_class.formats
+        assert isinstance(engine_class.modes, frozenset) and engine_class.modes, "declare its modes"
+        assert all(isinstance(m, Mode) for m in engine_class.modes), engine_class.modes
+        assert isinstance(engine_class.requires, tuple), "requires is a tuple of import names"
+        assert all(isinstance(r, str) and r for r in engine_class.requires), engine_class.requires
+
+    def test_registers_through_the_plugin_hook(self, engine_class):
+        """The plugin module registers this very class through ``dmr_register_engines``.
+
+        With :attr:`plugin_module` unset, the installed distributions' ``dmr`` entry points are
+        loaded exactly as a server loads them; else that module alone is registered (for a suite
+        run from a checkout where the distribution is not installed).
+        """
+        import importlib
+
+        import pluggy
+
+        from dmr_core import NAME, hookspecs
+        from dmr_core.engines.registry import EngineRegistry
+        from dmr_core.plugins import build_plugin_manager
+
+        if self.plugin_module is None:
+            manager = build_plugin_manager()
+        else:
+            manager = pluggy.PluginManager(NAME)
+            manager.add_hookspecs(hookspecs)
+            manager.register(importlib.import_module(self.plugin_module))
+            manager.check_pending()  # a misspelt dmr_* hook fails here, as at server start
+        registry = EngineRegistry()
+        manager.hook.dmr_register_engines(registry=registry)
+        assert engine_class.name in registry, (
+            f"{engine_class.name} is not registered: is the distribution installed, with a 'dmr' entry point "
+            f"whose module implements dmr_register_engines? registered: {registry.names()}")  # fmt: skip
+        assert registry.get(engine_class.name) is engine_class
+
+    def test_availability_imports_nothing_heavy(self, engine_class):
+        """Web workers import every engine class and ask ``availability()`` on each request."""
+        heavy = sorted(set(HEAVY_MODULES) | set(engine_class.requires))
+        args = [sys.executable, "-c", _AVAILABILITY_PROBE, engine_class.__module__, engine_class.__qualname__,
+                json.dumps(heavy)]  # fmt: skip
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # this test run's imports
+        done = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        assert report["heavy"] == [], (
+            f"importing {engine_class.__module__} and calling availability() imported {report['heavy']}: "
+            "import heavy libraries inside load()")  # fmt: skip
+        assert report["installed"] is True, f"the engine reports itself unavailable here: {report['detail']}"
+        assert isinstance(report["detail"], str) and report["detail"]
+        availability = engine_class.availability()
+        assert isinstance(availability, Availability) and availability.installed
+
+
+class EngineConformance(EngineClassConformance):
     """Subclass as ``Test<Something>`` and override the ``engine_class`` and ``model_path`` fixtures."""
 
     #: A completion prompt the model continues for at least :attr:`max_tokens` tokens at temperature 0.
@@ -96,18 +178,10 @@ class EngineConformance:
     #: The engine has a vocabulary, so takes prompts and embedding inputs as token ids (else it
     #: must refuse them with :class:`~dmr_core.errors.UnsupportedParameter`).
     supports_token_ids: bool = True
-    #: The module of the distribution's ``dmr`` entry point; None: load the installed entry points.
-    plugin_module: str | None = None
     #: Inputs of the embedding test; they must differ from one another.
     embedding_inputs: tuple[str, ...] = ("a cat sat on the mat", "the stock market fell", "hello")
 
     # -- fixtures to override ------------------------------------------------------------------
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def engine_class(cls) -> type[Engine]:
-        """The engine class under test. Override (class scope)."""
-        pytest.fail(f"{cls.__name__} must override the engine_class fixture")
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -177,67 +251,6 @@ class EngineConformance:
     @staticmethod
     def text(chunks: list[GenerationChunk]) -> str:
         return "".join(chunk.text for chunk in chunks)
-
-    # -- the class -----------------------------------------------------------------------------
-
-    def test_registered_name_formats_and_modes(self, engine_class):
-        assert issubclass(engine_class, Engine)
-        name = getattr(engine_class, "name", None)
-        assert isinstance(name, str) and name, "an engine needs a public name"
-        assert name == name.strip() and "/" not in name and not any(c.isspace() for c in name), (
-            f"{name!r} appears in URLs (/engines/{{name}}/v1/...): no slashes or spaces")  # fmt: skip
-        assert isinstance(engine_class.formats, frozenset) and engine_class.formats, "declare the formats it loads"
-        assert all(isinstance(f, str) and f == f.lower() and f for f in engine_class.formats), engine_class.formats
-        assert isinstance(engine_class.modes, frozenset) and engine_class.modes, "declare its modes"
-        assert all(isinstance(m, Mode) for m in engine_class.modes), engine_class.modes
-        assert isinstance(engine_class.requires, tuple), "requires is a tuple of import names"
-        assert all(isinstance(r, str) and r for r in engine_class.requires), engine_class.requires
-
-    def test_registers_through_the_plugin_hook(self, engine_class):
-        """The plugin module registers this very class through ``dmr_register_engines``.
-
-        With :attr:`plugin_module` unset, the installed distributions' ``dmr`` entry points are
-        loaded exactly as a server loads them; else that module alone is registered (for a suite
-        run from a checkout where the distribution is not installed).
-        """
-        import importlib
-
-        import pluggy
-
-        from dmr_core import NAME, hookspecs
-        from dmr_core.engines.registry import EngineRegistry
-        from dmr_core.plugins import build_plugin_manager
-
-        if self.plugin_module is None:
-            manager = build_plugin_manager()
-        else:
-            manager = pluggy.PluginManager(NAME)
-            manager.add_hookspecs(hookspecs)
-            manager.register(importlib.import_module(self.plugin_module))
-            manager.check_pending()  # a misspelt dmr_* hook fails here, as at server start
-        registry = EngineRegistry()
-        manager.hook.dmr_register_engines(registry=registry)
-        assert engine_class.name in registry, (
-            f"{engine_class.name} is not registered: is the distribution installed, with a 'dmr' entry point "
-            f"whose module implements dmr_register_engines? registered: {registry.names()}")  # fmt: skip
-        assert registry.get(engine_class.name) is engine_class
-
-    def test_availability_imports_nothing_heavy(self, engine_class):
-        """Web workers import every engine class and ask ``availability()`` on each request."""
-        heavy = sorted(set(HEAVY_MODULES) | set(engine_class.requires))
-        args = [sys.executable, "-c", _AVAILABILITY_PROBE, engine_class.__module__, engine_class.__qualname__,
-                json.dumps(heavy)]  # fmt: skip
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # this test run's imports
-        done = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
-        assert done.returncode == 0, done.stderr
-        report = json.loads(done.stdout.strip().splitlines()[-1])
-        assert report["heavy"] == [], (
-            f"importing {engine_class.__module__} and calling availability() imported {report['heavy']}: "
-            "import heavy libraries inside load()")  # fmt: skip
-        assert report["installed"] is True, f"the engine reports itself unavailable here: {report['detail']}"
-        assert isinstance(report["detail"], str) and report["detail"]
-        availability = engine_class.availability()
-        assert isinstance(availability, Availability) and availability.installed
 
     def test_load(self, engine):
         assert engine.mode is Mode.COMPLETION
@@ -395,3 +408,121 @@ def _stop_string_in(text: str) -> str:
             if len(stop) == size and stop.strip() and text.index(stop) > 0:
                 return stop
     pytest.fail(f"the output is too short to pick a stop string from: {text!r}")
+
+
+class ImageEngineConformance(EngineClassConformance):
+    """The suite of an image engine (:attr:`Mode.IMAGE_GENERATION`): subclass as ``Test<Something>``
+    and override the ``engine_class`` and ``model_path`` fixtures (class-scoped classmethods).
+
+    What is checked, besides the class: ``generate_images()`` returns ``n`` PNG files (Pillow
+    decodes them) of the requested size; the same seed gives the same bytes and another seed other
+    pictures; no seed draws one; a size too large for the model is an
+    :class:`~dmr_core.errors.InvalidRequest`; ``cancelled()`` stops the job with
+    :class:`~dmr_core.errors.ClientDisconnected`; text generation is refused unless declared;
+    ``close()`` is idempotent. Keep the model and :attr:`size` small: each test makes pictures.
+    """
+
+    prompt: str = "a red cat on a mat"
+    #: (width, height) of the pictures the tests ask for: small, a multiple of 8, within the model's bound.
+    size: tuple[int, int] = (64, 64)
+    #: Denoising steps per picture (the fewer, the faster; the scheduler must accept so few).
+    steps: int = 2
+    #: A size the engine must refuse as too large for the model.
+    oversize: tuple[int, int] = (8192, 8192)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def model_path(cls) -> Path | str:
+        """A model (file or directory) the engine can load. Override (class scope)."""
+        pytest.fail(f"{cls.__name__} must override the model_path fixture")
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def runner_config(cls) -> RunnerConfig:
+        return RunnerConfig(threads=1)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def engine(cls, engine_class, model_path, runner_config) -> Iterator[Engine]:
+        """The engine, loaded once for the class for image generation."""
+        loaded = engine_class(str(model_path), Mode.IMAGE_GENERATION, runner_config)
+        loaded.load()
+        try:
+            yield loaded
+        finally:
+            loaded.close()
+
+    def request(self, engine: Engine, **fields) -> ImageRequest:
+        width, height = self.size
+        fields = {"width": width, "height": height, "num_inference_steps": self.steps, "seed": 7, **fields}
+        return ImageRequest(engine.model_path, self.prompt, **fields)
+
+    @staticmethod
+    def pictures(engine: Engine, request: ImageRequest, cancelled: Callable[[], bool] = lambda: False) -> list:
+        """The decoded pictures of one job, after checking that each is a PNG file."""
+        from PIL import Image
+
+        result = engine.generate_images(request, cancelled)
+        assert isinstance(result, ImageResult), result
+        assert all(isinstance(png, bytes) and png.startswith(b"\x89PNG\r\n\x1a\n") for png in result.images), (
+            "each picture must be a PNG file's bytes")  # fmt: skip
+        decoded = [Image.open(io.BytesIO(png)) for png in result.images]
+        for image in decoded:
+            image.load()  # decodes every pixel: a truncated file fails here
+        return decoded
+
+    def test_modes_include_image_generation(self, engine_class, engine):
+        assert Mode.IMAGE_GENERATION in engine_class.modes and engine.mode is Mode.IMAGE_GENERATION
+
+    def test_a_picture_is_a_png_of_the_requested_size(self, engine):
+        (image,) = self.pictures(engine, self.request(engine))
+        assert image.format == "PNG" and image.size == self.size
+
+    def test_a_size_other_than_the_native_one_is_honoured(self, engine):
+        width, height = self.size
+        (image,) = self.pictures(engine, self.request(engine, width=width + 16, height=height))
+        assert image.size == (width + 16, height)
+
+    def test_n_pictures(self, engine):
+        images = self.pictures(engine, self.request(engine, n=3))
+        assert len(images) == 3 and all(image.size == self.size for image in images)
+        assert len({image.tobytes() for image in images}) == 3, "the n pictures of a job should differ"
+
+    def test_the_same_seed_gives_the_same_bytes(self, engine):
+        first = engine.generate_images(self.request(engine, seed=123), lambda: False)
+        second = engine.generate_images(self.request(engine, seed=123), lambda: False)
+        assert first.images == second.images
+
+    def test_another_seed_gives_other_pictures(self, engine):
+        first = engine.generate_images(self.request(engine, seed=1), lambda: False)
+        second = engine.generate_images(self.request(engine, seed=2), lambda: False)
+        assert first.images != second.images
+
+    def test_no_seed_draws_one(self, engine):
+        first = engine.generate_images(self.request(engine, seed=None), lambda: False)
+        second = engine.generate_images(self.request(engine, seed=None), lambda: False)
+        assert first.images != second.images
+
+    def test_a_size_too_large_for_the_model_is_refused(self, engine):
+        width, height = self.oversize
+        with pytest.raises(InvalidRequest, match="size"):
+            engine.generate_images(self.request(engine, width=width, height=height), lambda: False)
+
+    def test_cancellation_stops_the_job(self, engine):
+        with pytest.raises(ClientDisconnected):
+            engine.generate_images(self.request(engine, num_inference_steps=max(self.steps, 4)), lambda: True)
+
+    def test_text_generation_is_refused_unless_declared(self, engine, engine_class):
+        if Mode.COMPLETION in engine_class.modes:
+            pytest.skip("the engine also generates text")
+        request = GenerationRequest(engine.model_path, prompt="hello")
+        with pytest.raises(InvalidRequest, match="does not support"):
+            list(engine.generate(request, lambda: False))
+
+    def test_close_is_idempotent(self, engine_class, model_path, runner_config):
+        never_loaded = engine_class(str(model_path), Mode.IMAGE_GENERATION, runner_config)
+        never_loaded.close()
+        loaded = engine_class(str(model_path), Mode.IMAGE_GENERATION, runner_config)
+        loaded.load()
+        loaded.close()
+        loaded.close()

@@ -7,6 +7,7 @@ dataclasses that cross the inference-pool socket as JSON (:func:`to_wire` / ``fr
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ class Mode(str, enum.Enum):
     COMPLETION = "completion"
     EMBEDDING = "embedding"
     RERANKING = "reranking"
+    IMAGE_GENERATION = "image-generation"
 
 
 class FinishReason(str, enum.Enum):
@@ -230,6 +232,35 @@ class RankResult:
     prompt_tokens: int
 
 
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    """Text to image: ``n`` pictures of ``width`` × ``height`` pixels for ``prompt``.
+
+    ``None`` means the engine's (the pipeline's) default. The same ``seed`` (and the rest of the
+    request) gives the same pictures, byte for byte, on the same device and thread count; without
+    one the engine draws a seed. ``context_size`` only keys the runner in the pool, like the other requests' (0).
+    """
+
+    model_path: str
+    prompt: str
+    width: int
+    height: int
+    n: int = 1
+    negative_prompt: str | None = None
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    seed: int | None = None
+    keep_alive: float | None = None
+    context_size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageResult:
+    """One PNG file's bytes per picture, in order."""
+
+    images: tuple[bytes, ...]
+
+
 def to_wire(obj: Any) -> Any:
     """Turn one of these dataclasses into JSON-ready data (enums as values, tuples as lists)."""
     if dataclasses.is_dataclass(obj):
@@ -279,6 +310,19 @@ def embedding_request_from_wire(data: dict[str, Any]) -> EmbeddingRequest:
 def rank_request_from_wire(data: dict[str, Any]) -> RankRequest:
     pairs = tuple((query, document) for query, document in data["pairs"])
     return RankRequest(data["model_path"], pairs, data.get("context_size"))
+
+
+def image_request_from_wire(data: dict[str, Any]) -> ImageRequest:
+    return ImageRequest(**data)
+
+
+def image_result_to_wire(result: ImageResult) -> dict[str, Any]:
+    """PNG bytes as base64 text: frames are JSON."""
+    return {"images": [base64.b64encode(png).decode("ascii") for png in result.images]}
+
+
+def image_result_from_wire(data: dict[str, Any]) -> ImageResult:
+    return ImageResult(tuple(base64.b64decode(text) for text in data["images"]))
 
 
 def chunk_to_wire(chunk: GenerationChunk) -> dict[str, Any]:

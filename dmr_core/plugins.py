@@ -24,6 +24,7 @@ DEFAULT_PLUGINS = (
     "dmr_core.dialects.ollama",
     "dmr_core.dialects.engines",
     "dmr_core.dialects.rerank",
+    "dmr_core.dialects.images",
 )
 
 log = logging.getLogger(__name__)

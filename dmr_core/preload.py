@@ -29,6 +29,7 @@ INFERENCE_ENDPOINTS = {
     "ollama.embeddings": "embedding",
     "rerank.rerank": "reranking",
     "rerank.score": "reranking",
+    "images.generations": "image-generation",
 }
 
 

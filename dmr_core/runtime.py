@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from dmr_core.choices import MergedChoices
 from dmr_core.disconnect import client_socket
@@ -17,6 +18,8 @@ from dmr_core.generation import (
     EmbeddingResult,
     GenerationChunk,
     GenerationRequest,
+    ImageRequest,
+    ImageResult,
     Mode,
     RankRequest,
     RankResult,
@@ -25,6 +28,10 @@ from dmr_core.pool.client import PoolClient
 from dmr_core.pool.scheduler import kv_bytes_per_token
 from dmr_core.settings import Settings
 from dmr_core.store.layout import Model, ModelStore
+
+#: What each mode is called in errors.
+_MODE_WORDS = {Mode.COMPLETION: "text generation", Mode.EMBEDDING: "embeddings", Mode.RERANKING: "reranking",
+               Mode.IMAGE_GENERATION: "image generation"}  # fmt: skip
 
 
 class Runtime:
@@ -59,18 +66,37 @@ class Runtime:
         """What the pool needs to place a job (:class:`~dmr_core.pool.scheduler.RunnerSpec`): sizes
         for the memory estimate, the request's own context size and keep-alive, and the default
         context size, which a ``_configure``d one (kept by the pool) overrides."""
-        return {"engine": engine, "model_path": str(model.gguf_path), "mode": mode, "model_name": name,
-                "model_id": model.id, "file_size": _file_size(model), "kv_per_token": kv_bytes_per_token(model.config),
-                "context_size": context_size or None, "default_context": self.context_size(model),
+        images = mode == Mode.IMAGE_GENERATION.value  # no context, no KV cache: the files are the estimate
+        return {"engine": engine, "model_path": str(engine_model_path(model)), "mode": mode, "model_name": name,
+                "model_id": model.id, "file_size": _file_size(model),
+                "kv_per_token": 0 if images else kv_bytes_per_token(model.config),
+                "context_size": context_size or None, "default_context": 0 if images else self.context_size(model),
                 "keep_alive": keep_alive}  # fmt: skip
 
-    def _resolved(self, name: str, engine: str | None) -> tuple[Model, str]:
-        """The stored model ``name`` and the engine that serves it."""
+    def _resolved(self, name: str, engine: str | None, mode: Mode | None = None) -> tuple[Model, str]:
+        """The stored model ``name`` and the engine that serves it (checked to serve ``mode``, if given)."""
         model = self.store.resolve(name)
-        return model, self.engine_for(model, engine)
+        engine_name = self.engine_for(model, engine)
+        if mode is not None:
+            self._check_serves(name, model, engine_name, mode)
+        return model, engine_name
+
+    def _check_serves(self, name: str, model: Model, engine_name: str, mode: Mode) -> None:
+        """A 400, before any load, for a model its engine cannot load or a mode it lacks (a GGUF
+        model sent to the diffusers engine, an image model sent to chat)."""
+        engine_cls = self.engines.get(engine_name)
+        model_format = model.format
+        if model_format not in engine_cls.formats:
+            raise InvalidRequest(f"model {name} is a {model_format} model, which engine {engine_name} cannot load "
+                                 f"(it loads {', '.join(sorted(engine_cls.formats))})", param="model")  # fmt: skip
+        if mode not in engine_cls.modes:
+            hint = ""
+            if Mode.IMAGE_GENERATION in engine_cls.modes:
+                hint = f": model {name} generates images (POST /engines/{engine_name}/v1/images/generations)"
+            raise InvalidRequest(f"engine {engine_name} does not support {_MODE_WORDS[mode]}{hint}", param="model")
 
     def _job(self, name: str, engine: str | None, request: GenerationRequest) -> tuple[str, GenerationRequest, dict]:
-        model, engine_name = self._resolved(name, engine)
+        model, engine_name = self._resolved(name, engine, Mode.COMPLETION)
         spec = self.placement(name, model, engine_name, "completion", request.context_size, request.keep_alive)
         job = dataclasses.replace(request, model_path=spec["model_path"],
                                   context_size=request.context_size or spec["default_context"])  # fmt: skip
@@ -112,29 +138,44 @@ class Runtime:
     def preload(self, name: str, engine: str | None, mode: str) -> None:
         """Load ``name``'s runner for ``mode`` and return once it is loaded, generating nothing
         (``X-Preload-Only``). It then idles like any runner, until its keep-alive runs out."""
-        model, engine_name = self._resolved(name, engine)
+        model, engine_name = self._resolved(name, engine, Mode(mode))
         self.pool.preload(self.placement(name, model, engine_name, mode))
 
     def embed(self, name: str, engine: str | None, inputs: tuple[str, ...], truncate: bool = False,
               keep_alive: float | None = None) -> EmbeddingResult:  # fmt: skip
-        model, engine_name = self._resolved(name, engine)
+        model, engine_name = self._resolved(name, engine, Mode.EMBEDDING)
         spec = self.placement(name, model, engine_name, "embedding", keep_alive=keep_alive)
-        job = EmbeddingRequest(str(model.gguf_path), inputs, spec["default_context"], truncate)
+        job = EmbeddingRequest(spec["model_path"], inputs, spec["default_context"], truncate)
         return self.pool.embed(engine_name, job, spec)
 
     def rank(self, name: str, engine: str | None, pairs: tuple[tuple[str, str], ...]) -> RankResult:
         """One relevance score per (query, document) pair, from model ``name`` loaded for reranking."""
-        model, engine_name = self._resolved(name, engine)
-        if Mode.RERANKING not in self.engines.get(engine_name).modes:  # say so without loading the model
-            raise InvalidRequest(f"engine {engine_name} does not support reranking", param="model")
+        model, engine_name = self._resolved(name, engine, Mode.RERANKING)  # a 400 without loading the model
         spec = self.placement(name, model, engine_name, Mode.RERANKING.value)
         try:
             return self.pool.rank(engine_name, RankRequest(spec["model_path"], pairs, spec["default_context"]), spec)
         except RankingUnsupported as exc:  # the engine knows why, only we know the model's name
             raise RankingUnsupported(f"model {name} cannot rerank: {exc.message}", param="model") from None
 
+    def generate_images(self, name: str, engine: str | None, request: ImageRequest) -> ImageResult:
+        """The pictures of ``request`` from model ``name`` loaded for image generation; the job
+        stops if the HTTP client goes away (:class:`~dmr_core.errors.ClientDisconnected`)."""
+        model, engine_name = self._resolved(name, engine, Mode.IMAGE_GENERATION)
+        spec = self.placement(name, model, engine_name, Mode.IMAGE_GENERATION.value, keep_alive=request.keep_alive)
+        job = dataclasses.replace(request, model_path=spec["model_path"], context_size=0)
+        return self.pool.generate_images(engine_name, job, spec, client_socket())
+
+
+def engine_model_path(model: Model) -> Path:
+    """What the engine is given to load: the store's ``engine_path`` (a diffusers folder) for a
+    model that has one, else the GGUF file (the first shard)."""
+    return model.engine_path or model.gguf_path
+
 
 def _file_size(model: Model) -> int:
+    """Bytes of the model's files: the GGUF file(s), or everything under its engine path."""
+    if model.engine_path is not None:
+        return _tree_size(model.engine_path)
     total = 0
     for path in model.gguf_paths:
         try:
@@ -142,6 +183,12 @@ def _file_size(model: Model) -> int:
         except OSError:
             pass
     return total
+
+
+def _tree_size(root: Path) -> int:
+    if root.is_file():
+        return root.stat().st_size
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
 
 
 def _primed(chunks: Iterator[GenerationChunk]) -> Iterator[GenerationChunk]:

@@ -24,7 +24,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-INSTALLED = ("dmr_core", "dmr_llamacpp", "dmr_ctransformers")
+INSTALLED = ("dmr_core", "dmr_llamacpp", "dmr_ctransformers", "dmr_diffusers")
 STRICT = frozenset({"module", "typing"})
 ALL = STRICT | {"function"}
 

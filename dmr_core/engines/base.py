@@ -20,6 +20,8 @@ from dmr_core.generation import (
     EmbeddingResult,
     GenerationChunk,
     GenerationRequest,
+    ImageRequest,
+    ImageResult,
     Mode,
     RankRequest,
     RankResult,
@@ -153,6 +155,19 @@ class Engine(ABC):
         :raises dmr_core.errors.ContextLengthExceeded: for a pair that does not fit the context.
         """
         raise _unsupported(self, "reranking")
+
+    def generate_images(self, request: ImageRequest, cancelled: CancelCheck) -> ImageResult:
+        """Make ``request.n`` pictures of ``request.width`` × ``request.height`` pixels, each a PNG
+        file's bytes, in order (checked by :class:`dmr_core.conformance.ImageEngineConformance`).
+        Called on an engine loaded for :attr:`Mode.IMAGE_GENERATION`.
+
+        The same request with the same ``seed`` gives the same bytes on the same device with the
+        same thread count (float sums depend on how work is split); without a seed, draw one. A size the model cannot make (too large for it) or a parameter out of
+        the model's range raises :class:`~dmr_core.errors.InvalidRequest`, before any work.
+        Stop (raising :class:`~dmr_core.errors.ClientDisconnected`) soon after ``cancelled()``
+        returns True: between denoising steps, say.
+        """
+        raise _unsupported(self, "image generation")
 
     def close(self) -> None:
         """Free the model's memory. The default drops nothing; engines holding native memory override it."""

@@ -22,9 +22,12 @@ from dmr_core.generation import (
     EmbeddingResult,
     GenerationChunk,
     GenerationRequest,
+    ImageRequest,
+    ImageResult,
     RankRequest,
     RankResult,
     chunk_from_wire,
+    image_result_from_wire,
     to_wire,
 )
 from dmr_core.pool.protocol import FrameReader, ProtocolError, request_reply, send_frame
@@ -133,6 +136,17 @@ class PoolClient:
         """One score per pair of ``request``, from a model loaded for reranking."""
         result = self._one_reply(spec or _spec(engine, request, "reranking"), "rank", engine, request)
         return RankResult(tuple(result["scores"]), result["prompt_tokens"])
+
+    def generate_images(self, engine: str, request: ImageRequest, spec: dict[str, Any] | None = None,
+                        client: socket.socket | None = None) -> ImageResult:  # fmt: skip
+        """The pictures of ``request``, from a model loaded for image generation. If ``client``
+        (the HTTP client's socket) closes meanwhile, the job stops and this raises ClientDisconnected."""
+        spec = spec or _spec(engine, request, "image-generation")
+        with self._open_job(spec, "images", engine, request, client) as job:
+            frame = _read_or_crash(FrameReader(job.sock), job)
+        if frame["k"] == "e":
+            raise error_from_dict(frame["error"])
+        return image_result_from_wire(frame["result"])
 
     def count_tokens(self, engine: str, request: GenerationRequest, spec: dict[str, Any] | None = None) -> int:
         """The prompt size of ``request`` in tokens (template and tools applied), without generating."""

@@ -6,7 +6,8 @@ because the peer is another process that must not be able to run code in ours.
 Frames a client sends: to the supervisor ``{"op": "acquire", "spec": {…}}`` (answered with the
 worker socket and the effective context size; the connection then stays open while the job runs,
 and closing it releases the runner), ``runners``, ``unload``, ``configure``, ``configs`` and
-``status``; to a worker ``{"op": "generate" | "embed" | "rank" | "count", "engine": …, "request": {…}}``,
+``status``; to a worker ``{"op": "generate" | "embed" | "rank" | "images" | "count", "engine": …, "request": {…}}``
+(``images`` answers with its PNGs as base64 text),
 and from the supervisor ``load``, ``unload`` and ``loaded``. Frames a worker answers with, keyed
 by ``k``: ``c`` a generation chunk (``t`` text, ``f`` finish reason, ``u`` usage), ``r`` a result,
 ``e`` an error (:meth:`dmr_core.errors.DmrError.to_dict`).

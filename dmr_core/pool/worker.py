@@ -26,11 +26,13 @@ from typing import Any
 
 from dmr_core.engines.base import Engine, RunnerConfig
 from dmr_core.engines.registry import EngineRegistry
-from dmr_core.errors import DmrError, EngineError, ModelLoadFailed
+from dmr_core.errors import ClientDisconnected, DmrError, EngineError, ModelLoadFailed
 from dmr_core.generation import (
     Mode,
     chunk_to_wire,
     embedding_request_from_wire,
+    image_request_from_wire,
+    image_result_to_wire,
     rank_request_from_wire,
     request_from_wire,
     to_wire,
@@ -46,11 +48,15 @@ from dmr_core.settings import Settings, load_settings
 log = logging.getLogger("dmr.worker")
 
 
-#: Jobs answered with one result: op → (request from wire, the mode loaded, the engine method).
+#: Jobs answered with one result: op → (request from wire, the mode loaded, the engine method,
+#: the result to wire). The method is called with the request, and ``cancelled`` when it takes one.
 ONE_RESULT_OPS = {
-    "embed": (embedding_request_from_wire, Mode.EMBEDDING, "embed"),
-    "rank": (rank_request_from_wire, Mode.RERANKING, "rank"),
+    "embed": (embedding_request_from_wire, Mode.EMBEDDING, "embed", to_wire),
+    "rank": (rank_request_from_wire, Mode.RERANKING, "rank", to_wire),
+    "images": (image_request_from_wire, Mode.IMAGE_GENERATION, "generate_images", image_result_to_wire),
 }
+#: Engine methods of ONE_RESULT_OPS that also take the job's ``cancelled`` check.
+CANCELLABLE_METHODS = frozenset({"generate_images"})
 
 
 class PeerWatch:
@@ -313,6 +319,9 @@ class Worker:
             else:
                 self._one_result(conn, message)
                 outcome = "completed"
+        except ClientDisconnected:  # an engine stopped a job whose client left (generate_images)
+            outcome = "cancelled"
+            raise
         finally:
             self.jobs.end(outcome)
 
@@ -356,12 +365,13 @@ class Worker:
         return loaded.engine.count_tokens(request)
 
     def _one_result(self, conn: socket.socket, message: dict[str, Any]) -> None:
-        """An ``embed`` or ``rank`` job: one call on the model loaded for that mode, one reply."""
-        from_wire, mode, method = ONE_RESULT_OPS[message["op"]]
+        """An ``embed``, ``rank`` or ``images`` job: one call on the model loaded for that mode, one reply."""
+        from_wire, mode, method, result_to_wire = ONE_RESULT_OPS[message["op"]]
         request = from_wire(message["request"])
         with self._locked(message["engine"], request.model_path, mode, request.context_size) as loaded:
-            result = getattr(loaded.engine, method)(request)
-        send_frame(conn, {"k": "r", "result": to_wire(result)})
+            call = getattr(loaded.engine, method)
+            result = call(request, PeerWatch(conn)) if method in CANCELLABLE_METHODS else call(request)
+        send_frame(conn, {"k": "r", "result": result_to_wire(result)})
 
     @staticmethod
     def _send_error(conn: socket.socket, error: DmrError) -> None:

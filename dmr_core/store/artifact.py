@@ -32,9 +32,14 @@ class Descriptor:
     media_type: str
     digest: str
     size: int
+    #: The file's path inside the model (the ``org.cncf.model.filepath`` annotation), if it has one.
+    filepath: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        document: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        if self.filepath is not None:
+            document["annotations"] = {mediatypes.FILEPATH_ANNOTATION: self.filepath}
+        return document
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,13 @@ def _descriptor(value: Any) -> Descriptor:
         raise ManifestError(f"invalid size {size!r} for {digest}")
     if not isinstance(media_type, str):
         raise ManifestError(f"missing media type for {digest}")
-    return Descriptor(media_type, digest, size)
+    return Descriptor(media_type, digest, size, _filepath(value.get("annotations")))
+
+
+def _filepath(annotations: Any) -> str | None:
+    """The layer's file path annotation; where it is not a string, the layer has none."""
+    path = annotations.get(mediatypes.FILEPATH_ANNOTATION) if isinstance(annotations, dict) else None
+    return path if isinstance(path, str) else None
 
 
 def model_details(blob: dict[str, Any], media_type: str) -> tuple[int, dict[str, Any]]:

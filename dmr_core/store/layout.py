@@ -4,7 +4,7 @@
     models.json                     the index (see dmr_core.store.index)
     blobs/sha256/<hex>              layer and config blobs (``<hex>.incomplete``: a pull in progress)
     manifests/sha256/<hex>          raw manifests; the model id is their sha256
-    bundles/sha256/<id hex>/        config.json + model/ (hard links to blobs, see dmr_core.store.bundle)
+    bundles/sha256/<id hex>/        config.json + model/ (hard links to blobs) [+ dduf/], see dmr_core.store.bundle
 
 Writers put everything a model needs on disk first and list it in ``models.json`` last, under an
 exclusive lock on ``.lock``; readers never lock and only follow ``models.json``. A write killed
@@ -25,7 +25,8 @@ from dmr_core.errors import BlobsMissing, Conflict, InvalidReference, InvalidReq
 from dmr_core.store import artifact
 from dmr_core.store.artifact import DIGEST, ManifestError, ParsedManifest, parse_manifest
 from dmr_core.store.atomicfile import exclusive_lock, remove_stray_temps, write_atomic, write_once
-from dmr_core.store.bundle import BundleFile, build_bundle, bundle_files
+from dmr_core.store.bundle import BundleFile, build_bundle, bundle_files, placed_filepaths
+from dmr_core.store.filepaths import check_filepaths
 from dmr_core.store.index import FileKey, IndexEntry, encode_index, file_key, read_index, with_model, with_tag
 from dmr_core.store.model import Model
 from dmr_core.store.references import Reference, model_id_query, parse_reference
@@ -98,6 +99,18 @@ class ModelStore:
 
         return import_gguf(self, path, tag, mmproj=mmproj, chat_template=chat_template)
 
+    def import_diffusers(self, folder: Path | str, tag: str) -> Model:
+        """Package a local diffusers folder (``model_index.json`` at its root), one layer per file."""
+        from dmr_core.store.diffusers_packaging import import_diffusers_folder
+
+        return import_diffusers_folder(self, folder, tag)
+
+    def import_dduf(self, path: Path | str, tag: str) -> Model:
+        """Package a local DDUF file (a whole diffusers pipeline in one file)."""
+        from dmr_core.store.diffusers_packaging import import_dduf
+
+        return import_dduf(self, path, tag)
+
     def add_artifact(self, manifest_bytes: bytes, tag: str | None = None) -> Model:
         """List the model ``manifest_bytes`` describes (its id is their sha256), tagged ``tag`` if given.
 
@@ -106,6 +119,7 @@ class ModelStore:
         listed before all of its bytes are on disk.
         """
         manifest = _parsed(manifest_bytes)
+        check_filepaths(placed_filepaths(manifest.layers))
         reference = tag_reference(tag) if tag else None
         model_id = artifact.sha256_digest(manifest_bytes)
         with self.write_lock():

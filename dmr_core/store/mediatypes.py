@@ -26,3 +26,12 @@ GGUF_LAYERS = frozenset({GGUF_LAYER, CNCF_GGUF_LAYER})
 MMPROJ_LAYER = "application/vnd.docker.ai.mmproj"
 CHAT_TEMPLATE_LAYER = "application/vnd.docker.ai.chat.template.jinja"
 LICENSE_LAYER = "application/vnd.docker.ai.license"
+#: A whole diffusers pipeline in one file: a DDUF archive (an uncompressed zip, model_index.json at its root).
+DDUF_LAYER = "application/vnd.docker.ai.dduf"
+#: A safetensors weights file, and any other file of a multi-file model (configs, tokenizer files...),
+#: each placed by its ``org.cncf.model.filepath`` annotation (v0.2 configs).
+SAFETENSORS_LAYER = "application/vnd.docker.ai.safetensors"
+MODEL_FILE_LAYER = "application/vnd.docker.ai.model.file"
+
+#: The layer annotation naming a file's path inside the model (``/``-separated, relative).
+FILEPATH_ANNOTATION = "org.cncf.model.filepath"

@@ -1,5 +1,6 @@
 """Packaging local files as a model: GGUF (one file or shards, in order) plus an optional projector
-and an optional chat template (a Jinja file that overrides the GGUF's own).
+and an optional chat template (a Jinja file that overrides the GGUF's own). Diffusers models are
+packaged by :mod:`dmr_core.store.diffusers_packaging` with the same steps.
 
 The files are copied into blobs outside the store lock (they may be large), each under a
 flock-held ``*.tmp`` name; the config blob, the manifest and the bundle are written, and the index
@@ -46,11 +47,18 @@ def import_gguf(store: ModelStore, path: Path | str | Sequence[Path | str], tag:
         layers.append(store_file(store, Path(mmproj), mediatypes.MMPROJ_LAYER))
     if chat_template is not None:
         layers.append(store_file(store, Path(chat_template), mediatypes.CHAT_TEMPLATE_LAYER))
+    return list_packaged(store, reference.name, config, layers)
+
+
+def list_packaged(store: ModelStore, tag: str, config: dict[str, Any], layers: list[Descriptor],
+                  config_media_type: str = mediatypes.MODEL_CONFIG_V01) -> Model:  # fmt: skip
+    """Write the artifact of ``layers`` (already stored as blobs) and its bundle, and tag it
+    ``tag``; the same layers packaged before only get the tag."""
     with store.write_lock():
         entries = store.read_entries()
-        entry = _entry_with_layers(entries, layers) or _write_artifact(store, config, layers)
+        entry = _entry_with_layers(store, entries, layers) or _write_artifact(store, config, layers, config_media_type)
         store._ensure_bundle(entry.id, bundle_files(layers), config)
-        store.write_entries(entries, with_tag(entries, reference.name, entry))
+        store.write_entries(entries, with_tag(entries, tag, entry))
     return store._listed(entry.id)
 
 
@@ -81,11 +89,12 @@ def copy_hashing(reader: BinaryIO, writer: BinaryIO) -> tuple[str, int]:
     return f"sha256:{digest.hexdigest()}", size
 
 
-def _write_artifact(store: ModelStore, config: dict[str, Any], layers: list[Descriptor]) -> IndexEntry:
+def _write_artifact(store: ModelStore, config: dict[str, Any], layers: list[Descriptor],
+                    config_media_type: str) -> IndexEntry:  # fmt: skip
     """Write the config blob and the manifest; the manifest's digest is the new model's id."""
     layer_digests = [layer.digest for layer in layers]
     blob = artifact.config_blob(config, layer_digests, datetime.now(timezone.utc))
-    config_descriptor = Descriptor(mediatypes.MODEL_CONFIG_V01, artifact.sha256_digest(blob), len(blob))
+    config_descriptor = Descriptor(config_media_type, artifact.sha256_digest(blob), len(blob))
     write_once(store.blob_path(config_descriptor.digest), blob)
     manifest = artifact.manifest(config_descriptor, layers)
     model_id = artifact.sha256_digest(manifest)
@@ -93,7 +102,15 @@ def _write_artifact(store: ModelStore, config: dict[str, Any], layers: list[Desc
     return IndexEntry(model_id, (), (*dict.fromkeys(layer_digests), config_descriptor.digest))
 
 
-def _entry_with_layers(entries: list[IndexEntry], layers: list[Descriptor]) -> IndexEntry | None:
-    """A listed model made of exactly these layers: re-packaging it would only add a tag."""
+def _entry_with_layers(store: ModelStore, entries: list[IndexEntry], layers: list[Descriptor]) -> IndexEntry | None:
+    """A listed model made of exactly these layers (types and file paths too): re-packaging it
+    would only add a tag."""
     digests = list(dict.fromkeys(layer.digest for layer in layers))
-    return next((e for e in entries if list(e.files[:-1]) == digests), None)
+    return next((e for e in entries if list(e.files[:-1]) == digests and _layers_of(store, e) == tuple(layers)), None)
+
+
+def _layers_of(store: ModelStore, entry: IndexEntry) -> tuple[Descriptor, ...] | None:
+    try:
+        return artifact.parse_manifest(store.manifest_path(entry.id).read_bytes()).layers
+    except (OSError, artifact.ManifestError):
+        return None

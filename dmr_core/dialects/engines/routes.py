@@ -20,6 +20,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from dmr_core.bytesize import parse_size
 from dmr_core.dialects.wire import json_body
 from dmr_core.errors import InvalidRequest
+from dmr_core.generation import Mode
 from dmr_core.pool.scheduler import format_keep_alive, parse_keep_alive
 
 blueprint = Blueprint("engines", __name__)
@@ -109,9 +110,9 @@ def ps():
     return jsonify([ps_row(r) for r in supervisor("runners")])
 
 
-def _tree_size(root: Path) -> int:
+def _tree_size(*roots: Path) -> int:
     seen, total = set(), 0
-    for directory, _, files in os.walk(root):
+    for directory, _, files in (walked for root in roots for walked in os.walk(root)):
         for name in files:
             try:
                 info = os.lstat(os.path.join(directory, name))
@@ -136,7 +137,8 @@ def _engine_dir(name: str) -> Path | None:
 def df():
     store = runtime().store
     engine_dir = _engine_dir(runtime().settings.default_engine)
-    return jsonify({"models_disk_usage": _tree_size(store.root / "blobs"),
+    # Bundles count for what is not a link to a blob: a DDUF model's unpacked entries.
+    return jsonify({"models_disk_usage": _tree_size(store.root / "blobs", store.root / "bundles"),
                     "default_backend_disk_usage": _tree_size(engine_dir) if engine_dir else 0})  # fmt: skip
 
 
@@ -168,7 +170,7 @@ def configure(engine: str | None = None):
     model = rt.store.resolve(name)
     backend = rt.engine_for(model, engine)
     mode = str(body.get("mode") or "completion")
-    if mode not in ("completion", "embedding", "reranking"):
+    if mode not in {m.value for m in Mode}:
         raise InvalidRequest(f"unsupported mode {mode!r}")
     flags = _runtime_flags(body)
     rt.engines.get(backend).check_runtime_flags(tuple(flags))  # 400 for flags it cannot apply

@@ -1,0 +1,138 @@
+"""Image generation through dmr's server against the same pipeline called in-process.
+
+The tiny random Stable Diffusion pipeline of the tests (``tests/support/tiny_diffusers.py``: CLIP
+text encoder, UNet, VAE, all random and small) makes pictures in milliseconds, so what the server
+adds around ``generate_images`` (HTTP, the web worker, the pool's socket, base64 twice, PNG already
+in both) shows. For each size, rounds interleave:
+
+(a) ``in-process``: ``DiffusersEngine.generate_images`` called directly, PNG bytes out;
+(b) ``server``: ``POST /engines/diffusers/v1/images/generations`` through real gunicorn (same
+    thread count in the inference worker), the PNGs decoded from the JSON.
+
+Reported: images/s of each (median over rounds) and their ratio (b)/(a) (target ≥ 0.95), then the
+time from request to first byte of the answer for a cold model (unloaded first: the load is in it),
+next to the in-process load + first picture.
+
+    .venv/bin/python bench/images.py [--sizes 64 256] [--rounds 5] [--requests 8] [--steps 2]
+        [--threads 2] [--quick]
+
+``--quick``: one round of two requests at 64×64 (a smoke run of about 30 seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dmr_core.engines.base import RunnerConfig  # noqa: E402
+from dmr_core.generation import ImageRequest, Mode  # noqa: E402
+from dmr_core.store.layout import ModelStore  # noqa: E402
+from dmr_core.testing import short_tempdir, start_server, stop_server  # noqa: E402
+from tests.support.tiny_diffusers import write_tiny_diffusers  # noqa: E402
+
+MODEL = "ai/tiny-sd"
+URL = "/engines/diffusers/v1/images/generations"
+PROMPT = "a red cat on a mat"
+
+
+def load_engine(folder: Path, threads: int):
+    from dmr_diffusers.engine import DiffusersEngine
+
+    engine = DiffusersEngine(str(folder), Mode.IMAGE_GENERATION, RunnerConfig(threads=threads))
+    engine.load()
+    return engine
+
+
+def in_process(engine, side: int, steps: int, count: int) -> float:
+    """Images/s of ``count`` one-picture jobs called on the engine directly."""
+    started = time.perf_counter()
+    for seed in range(count):
+        job = ImageRequest(engine.model_path, PROMPT, side, side, num_inference_steps=steps, seed=seed)
+        assert engine.generate_images(job, lambda: False).images
+    return count / (time.perf_counter() - started)
+
+
+def body(side: int, steps: int, seed: int) -> dict:
+    return {"model": MODEL, "prompt": PROMPT, "size": f"{side}x{side}", "num_inference_steps": steps, "seed": seed}
+
+
+def through_server(session: requests.Session, url: str, side: int, steps: int, count: int) -> float:
+    """Images/s of ``count`` one-picture requests, each answer's PNG decoded."""
+    started = time.perf_counter()
+    for seed in range(count):
+        reply = session.post(url, json=body(side, steps, seed), timeout=600)
+        reply.raise_for_status()
+        assert base64.b64decode(reply.json()["data"][0]["b64_json"])
+    return count / (time.perf_counter() - started)
+
+
+def compare(engine, server, sizes: list[int], rounds: int, count: int, steps: int) -> None:
+    session = requests.Session()
+    url = server.url + URL
+    for side in sizes:  # warm both (the server's runner loads on its first request)
+        in_process(engine, side, steps, 1)
+        through_server(session, url, side, steps, 1)
+    for side in sizes:
+        local, remote = [], []
+        for turn in range(rounds):  # interleaved, the order alternating, so drift hits both alike
+            pair = [lambda: local.append(in_process(engine, side, steps, count)),
+                    lambda: remote.append(through_server(session, url, side, steps, count))]  # fmt: skip
+            for run in pair if turn % 2 == 0 else pair[::-1]:
+                run()
+        a, b = statistics.median(local), statistics.median(remote)
+        print(f"{side}x{side}, {steps} steps: in-process {a:7.2f} img/s   server {b:7.2f} img/s   "
+              f"ratio {b / a:.3f}   (rounds {rounds} x {count})", flush=True)  # fmt: skip
+
+
+def cold_first_byte(server, folder: Path, threads: int, side: int, steps: int) -> None:
+    requests.post(server.url + "/engines/unload", json={"all": True}, timeout=60).raise_for_status()
+    started = time.perf_counter()
+    with requests.post(server.url + URL, json=body(side, steps, 1), timeout=600, stream=True) as reply:
+        reply.raise_for_status()
+        reply.raw.read(1)
+        first_byte = time.perf_counter() - started
+    started = time.perf_counter()
+    engine = load_engine(folder, threads)
+    in_process(engine, side, steps, 1)
+    local = time.perf_counter() - started
+    engine.close()
+    print(f"cold model, {side}x{side}: server request to first byte {first_byte * 1000:.0f} ms   "
+          f"in-process load + first picture {local * 1000:.0f} ms", flush=True)  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="one round of two requests at 64x64 (smoke run)")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.rounds, args.requests = [64], 1, 2
+    work = Path(tempfile.mkdtemp(prefix="dmr-bench-images-"))
+    folder = write_tiny_diffusers(work / "tiny-sd")
+    store = short_tempdir("dmr-bench-store-")
+    ModelStore(store).import_diffusers(folder, MODEL)
+    server = start_server(store, DMR_THREADS=str(args.threads))
+    try:
+        engine = load_engine(folder, args.threads)
+        compare(engine, server, args.sizes, args.rounds, args.requests, args.steps)
+        engine.close()
+        cold_first_byte(server, folder, args.threads, args.sizes[0], args.steps)
+    finally:
+        stop_server(server)
+
+
+if __name__ == "__main__":
+    main()
