@@ -16,8 +16,10 @@ PIP := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# Debian packages the tests use as real peers: an OCI registry and skopeo (pull benchmark).
-SYSTEM_PACKAGES := docker-registry skopeo apache2-utils openssl
+# Debian packages the tests use as real peers: an OCI registry and skopeo (pull benchmark), nginx (in front of dmr).
+SYSTEM_PACKAGES := docker-registry skopeo apache2-utils openssl tmux nginx
+# The web page's tests drive Debian's headless Chromium with Playwright (tests/web).
+SYSTEM_PACKAGES += chromium
 
 .PHONY: install model system-deps run test test-slow bench lint clean
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from dmr_core.cli_remote import COMMANDS
 from dmr_core.errors import DmrError
 from dmr_core.settings import load_settings
 from dmr_core.store import ModelStore, parse_reference
@@ -16,7 +17,13 @@ from dmr_core.store.references import familiar_name
 
 @click.group()
 def main() -> None:
-    """dmr: a model runner compatible with Docker Model Runner."""
+    """dmr: a model runner compatible with Docker Model Runner.
+
+    The store verbs (pull, push, ls, rm, tag, inspect, package) work on the local store; run, ps,
+    df, unload, configure, status, logs and version talk to the server at DMR_HOST (default
+    127.0.0.1:12434, with DMR_API_KEY as its key). Shell completion:
+    eval "$(_DMR_COMPLETE=bash_source dmr)" (zsh_source, fish_source for the others).
+    """
 
 
 def _store(store_path: Path | None = None) -> ModelStore:
@@ -166,15 +173,22 @@ def _package_source(sources: dict[str, Path | None], chat_template: Path | None)
 @click.option("--store", "store_path", default=None, help="Model store root.")
 @click.option("--workers", type=int, default=None, help="Number of gevent web workers.")
 @click.option("--devices", default=None, help="cpu, cuda:0,cuda:1 or auto.")
-def serve(bind: str | None, store_path: str | None, workers: int | None, devices: str | None) -> None:
+@click.option("--log-file", default=None, help="Also keep the log in this file, for `dmr logs` (DMR_LOG_FILE).")
+def serve(bind: str | None, store_path: str | None, workers: int | None, devices: str | None,
+          log_file: str | None) -> None:  # fmt: skip
     """Serve the API with gunicorn (gevent workers) and the inference pool, as conf/gunicorn.conf.py does."""
     from dmr_core.serving import serve as run_server
 
     # Through the environment, so the web workers and the pool processes see the same values.
-    chosen = {"DMR_BIND": bind, "DMR_STORE": store_path, "DMR_WEB_WORKERS": workers, "DMR_DEVICES": devices}
+    chosen = {"DMR_BIND": bind, "DMR_STORE": store_path, "DMR_WEB_WORKERS": workers, "DMR_DEVICES": devices,
+              "DMR_LOG_FILE": log_file}  # fmt: skip
     os.environ.update({key: str(value) for key, value in chosen.items() if value is not None})
     run_server(load_settings())
 
+
+# The verbs that talk to a running server (DMR_HOST): run, ps, df, unload, configure, status, logs, version.
+for _command in COMMANDS:
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()

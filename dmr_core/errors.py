@@ -19,6 +19,8 @@ class DmrError(Exception):
     code: ClassVar[str] = "internal_error"
     #: OpenAI-style error "type" this family maps to.
     kind: ClassVar[str] = "server_error"
+    #: Headers the HTTP answer carries (``Retry-After``, ``WWW-Authenticate``), whatever the dialect.
+    headers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
@@ -39,8 +41,9 @@ class InvalidRequest(DmrError):
 
 
 class RequestTooLarge(InvalidRequest):
-    """The body is over the configured limit (DMR answers 400 ``request too large``)."""
+    """The body is over ``max_body`` (413, as nginx and Anthropic answer; DMR itself says 400)."""
 
+    status = 413
     code = "request_too_large"
 
 
@@ -191,9 +194,10 @@ class InsufficientMemory(DmrError):
 
 
 class QueueFull(EngineUnavailable):
-    """Too many requests already wait for this model (503)."""
+    """Too many requests already wait for this model (503); the client may retry soon."""
 
     code = "queue_full"
+    headers = {"Retry-After": "1"}
 
 
 def _subclasses(cls: type[DmrError]) -> dict[str, type[DmrError]]:
@@ -215,3 +219,50 @@ class MethodNotAllowed(DmrError):
     status = 405
     code = "method_not_allowed"
     kind = "invalid_request_error"
+
+
+# -- admission: API keys, CORS and limits (dmr_core/admission.py) -----------------------------------
+
+
+class InvalidApiKey(DmrError):
+    """API keys are configured and the request carried none, or a wrong one (401). OpenAI's own
+    answer: type ``invalid_request_error``, code ``invalid_api_key``."""
+
+    status = 401
+    code = "invalid_api_key"
+    kind = "invalid_request_error"
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class OriginNotAllowed(DmrError):
+    """A browser request from an Origin that is not in the CORS allow list (403, as DMR)."""
+
+    status = 403
+    code = "origin_not_allowed"
+    kind = "permission_error"
+
+
+class PromptTooLong(InvalidRequest):
+    """The prompt has more tokens than ``max_prompt_tokens`` allows per request (400)."""
+
+    code = "prompt_too_long"
+
+
+class TooManyConcurrentRequests(DmrError):
+    """This API key already has ``max_concurrent_per_key`` requests running (429)."""
+
+    status = 429
+    code = "rate_limit_exceeded"
+    kind = "rate_limit_error"
+    headers = {"Retry-After": "1"}
+
+
+# -- graceful operations (dmr_core/draining.py) -------------------------------------------------------
+
+
+class ShuttingDown(EngineUnavailable):
+    """The server is stopping (SIGTERM) or this web worker is being replaced (SIGHUP): requests in
+    flight finish, a new one is refused (503) and may be retried at once, elsewhere or on a new worker."""
+
+    code = "shutting_down"
+    headers = {"Retry-After": "1"}  # gunicorn closes the connection itself once its worker stops

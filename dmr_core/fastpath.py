@@ -9,7 +9,8 @@ same function the Flask route uses, so both paths answer byte for byte the same.
 The fast path steps aside (Flask handles the request, with all its hooks) whenever the app has
 a ``before_request`` function, so an auth or CORS layer added later by a plugin always applies;
 only functions marked with :func:`never_on_fast_paths` (they act on POSTs alone, such as
-``X-Preload-Only``) leave it in place.
+``X-Preload-Only``) leave it in place, and those with a ``fast_path_applies(environ)`` attribute
+leave it in place for the requests it says they do not concern (CORS: those without ``Origin``).
 """
 
 from __future__ import annotations
@@ -31,8 +32,16 @@ def never_on_fast_paths(function):
     return function
 
 
-def _has_request_hooks(app: Flask) -> bool:
-    return any(not getattr(f, "never_on_fast_paths", False) for fs in app.before_request_funcs.values() for f in fs)
+def _concerns(function, environ) -> bool:
+    """Whether the ``before_request`` ``function`` may act on the request of ``environ``."""
+    if getattr(function, "never_on_fast_paths", False):
+        return False
+    applies = getattr(function, "fast_path_applies", None)
+    return applies is None or applies(environ)
+
+
+def _has_request_hooks(app: Flask, environ) -> bool:
+    return any(_concerns(f, environ) for fs in app.before_request_funcs.values() for f in fs)
 
 
 class FastPaths:
@@ -49,7 +58,7 @@ class FastPaths:
     def __call__(self, environ, start_response):
         producer = self.routes.get(environ.get("PATH_INFO", ""))
         if (producer is None or environ.get("REQUEST_METHOD") != "GET" or environ.get("QUERY_STRING")
-                or _has_request_hooks(self.app)):  # fmt: skip
+                or _has_request_hooks(self.app, environ)):  # fmt: skip
             return self.wrapped(environ, start_response)
         try:
             body, content_type = producer(self.app)

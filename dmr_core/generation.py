@@ -13,6 +13,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from dmr_core.grammars import check_nesting
+
 
 class Mode(str, enum.Enum):
     """What a loaded model instance is for (DMR loads one runner per mode)."""
@@ -64,6 +66,9 @@ class ToolSpec:
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
 
+    def __post_init__(self) -> None:
+        check_nesting(self.parameters, "tools")
+
 
 @dataclass(frozen=True, slots=True)
 class ToolChoice:
@@ -82,6 +87,9 @@ class ResponseFormat:
 
     kind: str = "text"
     schema: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        check_nesting(self.schema, "response_format")  # a 400 before it reaches a grammar converter
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,11 @@ Held by the app as ``app.extensions["dmr"]``; dialect routes only parse, call th
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from dmr_core import metering
 from dmr_core.choices import MergedChoices
 from dmr_core.disconnect import client_socket
 from dmr_core.engines.registry import EngineRegistry
@@ -75,6 +77,7 @@ class Runtime:
 
     def _resolved(self, name: str, engine: str | None, mode: Mode | None = None) -> tuple[Model, str]:
         """The stored model ``name`` and the engine that serves it (checked to serve ``mode``, if given)."""
+        metering.note_model(name)
         model = self.store.resolve(name)
         engine_name = self.engine_for(model, engine)
         if mode is not None:
@@ -97,9 +100,10 @@ class Runtime:
 
     def _job(self, name: str, engine: str | None, request: GenerationRequest) -> tuple[str, GenerationRequest, dict]:
         model, engine_name = self._resolved(name, engine, Mode.COMPLETION)
-        spec = self.placement(name, model, engine_name, "completion", request.context_size, request.keep_alive)
+        asked = _within_trained_context(model, request.context_size)
+        spec = self.placement(name, model, engine_name, "completion", asked, request.keep_alive)
         job = dataclasses.replace(request, model_path=spec["model_path"],
-                                  context_size=request.context_size or spec["default_context"])  # fmt: skip
+                                  context_size=asked or spec["default_context"])  # fmt: skip
         return engine_name, job, spec
 
     def generate(self, name: str, engine: str | None, request: GenerationRequest) -> Iterator[GenerationChunk]:
@@ -110,7 +114,7 @@ class Runtime:
         If the HTTP client closes its connection meanwhile, streamed or not, the job is cancelled
         (:mod:`dmr_core.disconnect`) and the chunks end with :class:`~dmr_core.errors.ClientDisconnected`."""
         engine_name, job, spec = self._job(name, engine, request)
-        return _primed(self.pool.generate(engine_name, job, spec, client_socket()))
+        return _primed(metering.metered(self.pool.generate(engine_name, job, spec, client_socket()), name))
 
     def generate_choices(self, name: str, engine: str | None,
                          requests: Sequence[GenerationRequest]) -> Iterator[GenerationChunk]:  # fmt: skip
@@ -124,7 +128,7 @@ class Runtime:
         try:
             for request in requests:
                 engine_name, job, spec = self._job(name, engine, request)
-                merged.add(self.pool.generate(engine_name, job, spec, client_socket()))
+                merged.add(metering.metered(self.pool.generate(engine_name, job, spec, client_socket()), name))
         except BaseException:
             merged.close()  # the jobs already submitted stop at their next chunk
             raise
@@ -166,6 +170,14 @@ class Runtime:
         return self.pool.generate_images(engine_name, job, spec, client_socket())
 
 
+def _within_trained_context(model: Model, size: int | None) -> int | None:
+    """A request's own context size (Ollama's ``num_ctx``), cut to the context the model was
+    trained with, as Ollama does ("requested context size too large for model"): more is no use to
+    the model, and a huge ``num_ctx`` would otherwise ask for terabytes of KV cache (a 507)."""
+    trained = int(model.config.get("context_size") or 0)
+    return min(size, trained) if size and trained else size
+
+
 def engine_model_path(model: Model) -> Path:
     """What the engine is given to load: the store's ``engine_path`` (a diffusers folder) for a
     model that has one, else the GGUF file (the first shard)."""
@@ -185,7 +197,10 @@ def _file_size(model: Model) -> int:
     return total
 
 
+@functools.lru_cache(maxsize=256)
 def _tree_size(root: Path) -> int:
+    """Bytes under ``root``. Cached: an engine path is a content-addressed bundle, whose files never
+    change (walking a diffusers folder on every request cost ~0.5 ms of the web worker's time)."""
     if root.is_file():
         return root.stat().st_size
     return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())

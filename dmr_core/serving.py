@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Any
 
+from dmr_core import draining, metrics_dir, server_log, unix_socket
 from dmr_core.pool.keeper import PoolKeeper
 from dmr_core.settings import Settings, load_settings
 
@@ -25,24 +26,29 @@ def gunicorn_settings(settings: Settings | None = None) -> dict[str, Any]:
     return {
         "bind": [settings.bind],
         "workers": settings.web_workers,
-        "worker_class": "gevent",
+        "worker_class": "dmr_core.web_worker.IdleTimeoutGeventWorker",  # gevent, with client_timeout
         "worker_connections": 1000,
         # With gevent workers ``timeout`` is a heartbeat, not a request limit: long streams are fine.
         "timeout": 60,
-        "graceful_timeout": 10,
+        "graceful_timeout": settings.graceful_timeout,  # SIGTERM/SIGHUP: in-flight requests finish (draining.py)
         "keepalive": 5,
         "preload_app": False,  # each web worker builds its own app after the fork
         "loglevel": settings.log_level,
         "accesslog": None,
         # gunicorn 27's control socket lives at one path per user: two servers would fight over it.
         "control_socket_disable": True,
+        **unix_socket.gunicorn_settings(settings),  # a unix: bind's socket permissions (bind_mode)
     }
 
 
 def on_starting(server) -> None:
     global _keeper
-    _keeper = PoolKeeper(load_settings())
-    _keeper.start()
+    settings = load_settings()
+    if settings.log_file:  # before the pool starts, so that it prints there too
+        server_log.redirect_output(settings.log_file)
+    _keeper = PoolKeeper(settings)
+    _keeper.start()  # first: it fails if another server owns this pool directory (and its metrics)
+    metrics_dir.prepare(settings)  # before any web worker imports prometheus-client
     server.log.info("inference pool started (supervisor pid %s)", _keeper.process.pid)
 
 
@@ -58,7 +64,13 @@ def on_exit(server) -> None:
         server.log.info("inference pool stopped")
 
 
-HOOKS = {"on_starting": on_starting, "post_fork": post_fork, "on_exit": on_exit}
+def child_exit(server, worker) -> None:
+    metrics_dir.mark_process_dead(worker.pid)
+
+
+HOOKS = {"on_starting": on_starting, "post_fork": post_fork, "child_exit": child_exit, "on_exit": on_exit,
+         "post_worker_init": draining.post_worker_init,
+         "when_ready": unix_socket.when_ready}
 
 
 def serve(settings: Settings) -> None:

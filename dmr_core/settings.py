@@ -36,8 +36,11 @@ class Settings:
 
     #: Where the content-addressed model store lives (DMR's ``MODELS_PATH`` is honoured too).
     store: str = field(default_factory=_default_store)
-    #: Address the HTTP server binds (``host:port``, or ``unix:/path``).
+    #: Address the HTTP server binds (``host:port``, or ``unix:/path`` for a Unix socket).
     bind: str = "127.0.0.1:12434"
+    #: Permissions of the Unix socket of a ``unix:`` bind, in octal (``0660``: owner and group, e.g.
+    #: nginx's user in dmr's group); set as gunicorn creates it and again once it listens (serving.py).
+    bind_mode: str = "0660"
     #: Number of gunicorn gevent web workers.
     web_workers: int = 2
     #: Niceness added to web workers, so token relaying never steals a core from decoding.
@@ -62,8 +65,9 @@ class Settings:
     #: Memory (bytes) each device may fill with loaded models; 0 = auto (80% of MemAvailable for
     #: the CPU, of the GPU's memory for a GPU). Loading past it evicts idle models (LRU).
     memory_budget: int = 0
-    #: Requests that may wait for one loaded model while all its parallel slots are busy; more get a 503.
-    max_queue: int = 32
+    #: Requests that may wait for one loaded model while all its parallel slots are busy; more get a
+    #: 503 with Retry-After. 512 as Ollama's OLLAMA_MAX_QUEUE: a waiting request holds no KV memory.
+    max_queue: int = 512
     #: Requests one loaded model decodes together (llama-server's ``--parallel``); engines that
     #: cannot batch run one at a time. Each slot gets the full context (KV memory × parallel).
     #: 2 by default: a second request no longer waits, both decode faster in all, a lone one as
@@ -82,6 +86,45 @@ class Settings:
     #: Registry mirrors tried before the origin, comma-separated: ``https://mirror.example`` (for
     #: Docker Hub, as DMR's ``MODEL_RUNNER_REGISTRY_MIRRORS``, honoured too) or ``registry=mirror``.
     registry_mirrors: str = ""
+
+    # -- admission: API keys, CORS and limits (dmr_core/admission.py; docs/deploy.md) --------------
+    #: API keys, comma-separated; when any (or ``api_keys_file``) is set every API route needs one.
+    api_keys: str = field(default="", repr=False)
+    #: A file of API keys, one per line (``#`` starts a comment); read at start-up.
+    api_keys_file: str = ""
+    #: Exact paths answered without a key even when keys are set, comma-separated.
+    auth_open_paths: str = "/,/metrics"
+    #: Browser origins allowed (exact ``scheme://host[:port]``), comma-separated, on top of DMR's
+    #: defaults (``http(s)://localhost``, ``127.0.0.1``, ``0.0.0.0``); ``*`` allows every origin.
+    #: DMR's ``DMR_ORIGINS`` is honoured as its default.
+    cors_origins: str = ""
+    #: Most prompt tokens one generation request may have; 0 = no limit (only the context's).
+    max_prompt_tokens: int = 0
+    #: Inference requests one API key may have running or waiting at once; 0 = no limit.
+    max_concurrent_per_key: int = 0
+
+    # -- metrics and access logs (dmr_core/metrics.py, dmr_core/accesslog.py; docs/operations.md) ----
+    #: Turn ``GET /metrics`` off (a 404) and count nothing; DMR's ``DISABLE_METRICS=1`` is honoured too.
+    disable_metrics: bool = False
+    #: Access-log lines: ``text`` (logfmt ``key=value`` pairs) or ``json`` (one JSON object per line).
+    log_format: str = "text"
+    #: Where access-log lines go: ``-`` (standard output), a file (appended to), or ``off``.
+    access_log: str = "-"
+
+    # -- hostile input (dmr_core/web_worker.py; docs/operations.md) ---------------------------------
+    #: Seconds a client socket may stay idle within a request (a body that stops arriving, a client
+    #: that stops reading) before its connection is dropped; 0 = wait for ever.
+    client_timeout: float = 60.0
+
+    # -- the server's log (dmr_core/server_log.py; `dmr logs`, GET /logs) ---------------------------
+    #: A file the server appends everything it prints to, instead of standard output/error (gunicorn's
+    #: log, the pool's, a ``-`` access log), served by ``GET /logs`` to ``dmr logs``; empty: no ``/logs``.
+    log_file: str = ""
+
+    # -- graceful operations (dmr_core/draining.py; docs/operations.md, "Signals and faults") -------
+    #: Seconds a stopping server (SIGTERM) or a reloading web worker (SIGHUP) lets its requests in
+    #: flight finish before they are cut (gunicorn's ``graceful_timeout``).
+    graceful_timeout: int = 30
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -146,6 +189,10 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Se
         values["store"] = environ["MODELS_PATH"]
     if environ.get("MODEL_RUNNER_REGISTRY_MIRRORS"):
         values["registry_mirrors"] = environ["MODEL_RUNNER_REGISTRY_MIRRORS"]
+    if environ.get("DMR_ORIGINS"):  # DMR's own name for the CORS allow list
+        values["cors_origins"] = environ["DMR_ORIGINS"]
+    if environ.get("DISABLE_METRICS"):  # DMR's own switch for /metrics
+        values["disable_metrics"] = _coerce(environ["DISABLE_METRICS"], bool)
     values.update(_from_file(config_file, required="DMR_CONFIG" in environ))
     values.update(_from_env(environ))
     values.update(overrides)

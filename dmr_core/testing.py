@@ -12,6 +12,7 @@ own suites use (registries, the thinking server, tiny models) is in ``tests/supp
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import shutil
 import signal
@@ -47,6 +48,19 @@ def short_tempdir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
 
 
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """``http.client`` over a Unix socket: what ``curl --unix-socket PATH http://localhost/...`` does."""
+
+    def __init__(self, socket_path: str | Path, timeout: float = 30.0) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = str(socket_path)
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
 @dataclass
 class DmrServer:
     """A real ``gunicorn -c conf/gunicorn.conf.py`` (gevent workers + inference pool)."""
@@ -57,6 +71,12 @@ class DmrServer:
     extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
     log_path: Path | None = None
+    #: Listen on this Unix socket (``DMR_BIND=unix:...``) instead of 127.0.0.1:``port``.
+    unix_socket: Path | None = None
+
+    @property
+    def bind(self) -> str:
+        return f"unix:{self.unix_socket}" if self.unix_socket else f"127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
@@ -65,7 +85,7 @@ class DmrServer:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update({"DMR_STORE": str(self.store), "DMR_POOL_DIR": str(self.pool_dir),
-                    "DMR_BIND": f"127.0.0.1:{self.port}", "DMR_WEB_WORKERS": "2"})  # fmt: skip
+                    "DMR_BIND": self.bind, "DMR_WEB_WORKERS": "2"})  # fmt: skip
         env.update(self.extra_env)
         return env
 
@@ -87,12 +107,22 @@ class DmrServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"dmr server exited early:\n{self.log()}")
             try:
-                if requests.get(self.url + "/", timeout=5).status_code == 200:
+                if self._root_status() == 200:
                     return
-            except (requests.ConnectionError, requests.Timeout):
+            except (requests.ConnectionError, requests.Timeout, OSError):
                 pass  # not listening yet, or busy booting on a loaded machine
             time.sleep(0.1)
         raise RuntimeError(f"dmr server not ready after {timeout}s:\n{self.log()}")
+
+    def _root_status(self) -> int:
+        if self.unix_socket is None:
+            return requests.get(self.url + "/", timeout=5).status_code
+        connection = UnixHTTPConnection(self.unix_socket, timeout=5)
+        try:
+            connection.request("GET", "/")
+            return connection.getresponse().status
+        finally:
+            connection.close()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
@@ -176,6 +206,12 @@ def model_store(smollm2_gguf, tmp_path_factory) -> Path:
 
 def start_server(store: Path, **extra_env: str) -> DmrServer:
     return DmrServer(store=store, pool_dir=short_tempdir("dmr-pool-"), extra_env=extra_env).start()
+
+
+def start_unix_server(store: Path, **extra_env: str) -> DmrServer:
+    """A server on a Unix socket (``dmr.sock`` in its pool directory) instead of a TCP port."""
+    pool_dir = short_tempdir("dmr-pool-")
+    return DmrServer(store=store, pool_dir=pool_dir, unix_socket=pool_dir / "dmr.sock", extra_env=extra_env).start()
 
 
 def stop_server(server: DmrServer) -> None:

@@ -45,6 +45,8 @@ def json_body() -> dict:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("invalid request: the body is not valid JSON") from None
+    except RecursionError:  # "[[[[…" thousands deep: Python's parser recurses per level
+        raise InvalidRequest("invalid request: the body's JSON is nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidRequest("invalid request: the body must be a JSON object")
     return data

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import suppress
 from typing import TYPE_CHECKING, BinaryIO
 
+from dmr_core import metrics
 from dmr_core.distribution.registry import RegistryClient
 from dmr_core.errors import DigestMismatch
 from dmr_core.store.artifact import Descriptor
@@ -95,6 +96,7 @@ def _append(handle: BinaryIO, client: RegistryClient, blob: Descriptor, offset: 
             handle.write(chunk)
             digest.update(chunk)
             offset += len(chunk)
+            metrics.pulled(len(chunk))
             if offset > blob.size:
                 break
             yield offset

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from dmr_core import metrics
 from dmr_core.distribution.hf_selection import HubFile, Selection, select_gguf
 from dmr_core.distribution.progress import LayerProgress, ProgressEvent, Throttle, human_bytes
 from dmr_core.errors import DmrError, InvalidReference, ModelNotFound, RegistryError, RegistryUnreachable, Unauthorized
@@ -216,6 +217,7 @@ class _Download:
                     raise item
                 index, count = item
                 done[index] += count
+                metrics.pulled(count)
                 layer = LayerProgress(_layer_id(self.files[index]), self.files[index].size, done[index])
                 if throttle.due(layer):
                     yield ProgressEvent("progress", f"Downloaded: {human_bytes(sum(done))}", self.total, layer)

@@ -43,6 +43,14 @@ class ProgressEvent:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
+    @classmethod
+    def from_dict(cls, data: dict) -> ProgressEvent:
+        """An event read back from a server's progress stream (the CLI's ``dmr run`` pull)."""
+        layer = data.get("layer") or {}
+        return cls(str(data.get("type", "")), str(data.get("message", "")), int(data.get("total") or 0),
+                   LayerProgress(str(layer.get("id", "")), int(layer.get("size") or 0), int(layer.get("current") or 0)),
+                   str(data.get("mode", "pull")))  # fmt: skip
+
 
 def human_bytes(count: float) -> str:
     """DMR's progress unit: decimal megabytes with two decimals (``12.34 MB``)."""

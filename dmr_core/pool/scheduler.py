@@ -171,7 +171,7 @@ class Runner:
         return {"engine": self.engine, "model_path": self.key[1], "mode": self.mode,
                 "context_size": self.context_size, "model_name": self.model_name, "model_id": self.model_id,
                 "slot": self.slot, "refs": self.refs, "loading": self.loading, "last_used": self.last_used,
-                "keep_alive": self.keep_alive, "memory": self.need}  # fmt: skip
+                "keep_alive": self.keep_alive, "memory": self.need, "slots": self.slots}  # fmt: skip
 
 
 class Scheduler:

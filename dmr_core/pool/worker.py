@@ -26,7 +26,7 @@ from typing import Any
 
 from dmr_core.engines.base import Engine, RunnerConfig
 from dmr_core.engines.registry import EngineRegistry
-from dmr_core.errors import ClientDisconnected, DmrError, EngineError, ModelLoadFailed
+from dmr_core.errors import ClientDisconnected, DmrError, EngineError, ModelLoadFailed, PromptTooLong
 from dmr_core.generation import (
     Mode,
     chunk_to_wire,
@@ -329,6 +329,7 @@ class Worker:
         """Run a generation job; True when it ended because the client went away."""
         request = request_from_wire(message["request"])
         cancelled = PeerWatch(conn)
+        self._check_prompt_size(message["engine"], request)
         with self._locked(message["engine"], request.model_path, Mode.COMPLETION, request.context_size) as loaded:
             if cancelled():
                 return True
@@ -356,6 +357,18 @@ class Worker:
                         loaded.leave()
                     return
             # unloaded between our lookup and our turn: look it up again
+
+    def _check_prompt_size(self, engine_name: str, request) -> None:
+        """``max_prompt_tokens``: a longer prompt is refused before it waits for a slot (counting
+        needs none, see :meth:`_count`); with no limit set nothing is counted twice."""
+        limit = self.settings.max_prompt_tokens
+        if limit <= 0:
+            return
+        loaded = self.model_for(engine_name, request.model_path, Mode.COMPLETION, request.context_size)
+        size = loaded.engine.count_tokens(request)
+        if size > limit:
+            raise PromptTooLong(f"the prompt has {size} tokens, more than the {limit} tokens allowed per request "
+                                f"(max_prompt_tokens)")  # fmt: skip
 
     def _count(self, message: dict[str, Any]) -> int:
         # No model lock: tokenising reads only the vocabulary and the template, so a count need

@@ -43,6 +43,30 @@ def test_32_concurrent_streams_all_finish(private_server):
     assert jobs["failed"] == 0 and jobs["running"] == 0 and jobs["completed"] >= 32
 
 
+SMALL_GETS = ("/engines/v1/models", "/api/tags", "/models", "/api/version", "/")
+
+
+def small_requests(url, count):
+    """``count`` small GETs, in order; the statuses that were not 200."""
+    with requests.Session() as session:
+        return [status for i in range(count)
+                if (status := session.get(url + SMALL_GETS[i % len(SMALL_GETS)], timeout=300).status_code) != 200]
+
+
+def test_64_streams_and_1000_small_requests_all_pass(private_server):
+    """The default queue (512) takes 64 streams to one model (2 slots) without a 503 (the old
+    bound of 32 refused 30 of them), while small requests beside them keep being answered."""
+    with ThreadPoolExecutor(max_workers=64 + 10) as pool:
+        small = [pool.submit(small_requests, private_server.url, 100) for _ in range(10)]
+        streams = [pool.submit(stream_chat, private_server.url, i, 8) for i in range(64)]
+        results = [future.result(timeout=600) for future in streams]
+        refused = [status for future in small for status in future.result(timeout=600)]
+    assert refused == []
+    assert all(finish in ("stop", "length") and 1 <= usage["completion_tokens"] <= 8 for usage, finish in results)
+    jobs = private_server.worker_stats()["jobs"]
+    assert jobs["failed"] == 0 and jobs["completed"] >= 64
+
+
 def disconnect_after(url, i, events_to_read):
     body = {"model": "ai/smollm2", "stream": True, "max_tokens": 400, "seed": i,
             "messages": [{"role": "user", "content": "Write a long poem about the moon."}]}  # fmt: skip

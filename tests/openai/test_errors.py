@@ -52,7 +52,7 @@ def test_malformed_body_is_400(dmr_server, body):
 
 def test_body_over_10_mib_is_rejected(dmr_server):
     big = {"model": "ai/smollm2", "messages": [{"role": "user", "content": "x" * (10 * 1024 * 1024 + 10)}]}
-    error = assert_openai_error(post(dmr_server, CHAT, big), 400, code="request_too_large")
+    error = assert_openai_error(post(dmr_server, CHAT, big), 413, code="request_too_large")
     assert "too large" in error["message"]
 
 

@@ -37,7 +37,7 @@ def request_id() -> str:
 
 
 def status_of(error: DmrError) -> int:
-    # dmr's own over-limit error is a 400 (as DMR's OpenAI side); Anthropic's API answers 413.
+    # Anthropic's API answers 413 for an over-limit body (so does dmr's RequestTooLarge today).
     return 413 if isinstance(error, RequestTooLarge) else error.status
 
 

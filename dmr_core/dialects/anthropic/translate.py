@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from dmr_core import grammars
 from dmr_core.dialects.anthropic import schema
 from dmr_core.errors import EngineError, InvalidRequest, UnsupportedParameter
 from dmr_core.generation import (
@@ -179,6 +180,7 @@ def _tool_choice(choice: schema.ToolChoice | None, tools: tuple[ToolSpec, ...]) 
 def _response_format(req: schema.MessagesInput) -> ResponseFormat:
     spec = (req.output_config.format if req.output_config else None) or {}
     if spec.get("type") == "json_schema":
+        grammars.check_schema(spec.get("schema"), "output_config.format.schema")  # a 400, as OpenAI's response_format
         return ResponseFormat("json_schema", spec.get("schema"))
     return ResponseFormat()
 

@@ -35,6 +35,16 @@ def _body() -> dict:
         raise InvalidRequest("invalid request body") from None
 
 
+def _bearer_token(body: dict) -> str | None:
+    """``bearer-token``: sent on as an ``Authorization`` header, so visible ASCII only (RFC 6750)."""
+    token = body.get("bearer-token")
+    if token is None or token == "":
+        return None
+    if not isinstance(token, str) or not token.isascii() or not token.isprintable() or " " in token:
+        raise InvalidRequest("invalid bearer-token: it must be a string of visible ASCII characters")
+    return token
+
+
 @blueprint.get("/models")
 def list_models():
     return jsonify([model_json.model_object(m) for m in store().list_models()])
@@ -46,7 +56,7 @@ def create():
     name = body.get("from")
     if not isinstance(name, str) or not name.strip():
         raise InvalidRequest("Invalid model reference: 'from' is required", param="from")
-    return _progress_response(pull_events(store(), name, bearer_token=body.get("bearer-token")), "pull")
+    return _progress_response(pull_events(store(), name, bearer_token=_bearer_token(body)), "pull")
 
 
 @blueprint.post("/models/load")
@@ -86,7 +96,7 @@ def action(rest: str):
     if verb == "tag" and name:
         return _tag(name)
     if verb == "push" and name:
-        token = _body().get("bearer-token")
+        token = _bearer_token(_body())
         return _progress_response(push_events(store(), name, bearer_token=token), "push")
     raise NotFound(f'unknown action "{verb}"')
 

@@ -1,0 +1,141 @@
+"""Raw streamed requests whose TCP connection a test can see: which web worker serves it, how it ended."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LONG_PROMPT = [{"role": "user", "content": "Write a very long story about ships."}]
+
+#: A streamed request per dialect: (path, body).
+STREAMED = {
+    "openai": ("/engines/v1/chat/completions", lambda tokens: {
+        "model": "ai/smollm2", "stream": True, "max_tokens": tokens, "temperature": 1.0, "messages": LONG_PROMPT}),
+    "anthropic": ("/v1/messages", lambda tokens: {
+        "model": "ai/smollm2", "stream": True, "max_tokens": tokens, "messages": LONG_PROMPT}),
+    "ollama": ("/api/chat", lambda tokens: {
+        "model": "ai/smollm2", "stream": True, "messages": LONG_PROMPT, "options": {"num_predict": tokens}}),
+}  # fmt: skip
+
+
+@dataclass
+class Stream:
+    """One streamed generation read line by line in a thread of its own.
+
+    ``events``: the JSON payloads received (SSE ``data:`` lines, or NDJSON lines); ``ended``: how it
+    ended: ``done`` (the dialect's normal end), ``error`` (an error event), ``dropped`` (the
+    connection ended without either)."""
+
+    dialect: str
+    port: int
+    tokens: int = 2000
+    events: list[dict] = field(default_factory=list)
+    ended: str | None = None
+    local_port: int = 0
+    started: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> Stream:
+        path, body = STREAMED[self.dialect]
+        self._connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        self._connection.request("POST", path, json.dumps(body(self.tokens)), {"Content-Type": "application/json"})
+        self.local_port = self._connection.sock.getsockname()[1]
+        threading.Thread(target=self._read, daemon=True).start()
+        return self
+
+    def _read(self) -> None:
+        try:
+            response = self._connection.getresponse()
+            assert response.status == 200, response.read()
+            for line in response:
+                self._take(line.decode().strip())
+                if self.ended:
+                    return
+            self.ended = "dropped"
+        except (OSError, http.client.HTTPException):
+            self.ended = "dropped"
+        finally:
+            self.ended = self.ended or "dropped"
+            self.finished.set()
+            self._connection.close()
+
+    def _take(self, line: str) -> None:
+        if line.startswith("data:"):
+            line = line[5:].strip()
+        elif self.dialect != "ollama":
+            return
+        if not line:
+            return
+        if line == "[DONE]":
+            self.ended = "done"
+            return
+        event = json.loads(line)
+        self.events.append(event)
+        self.started.set()
+        if "error" in event:
+            self.ended = "error"
+        elif event.get("type") == "message_stop" or event.get("done") is True:
+            self.ended = "done"
+
+    def error_message(self) -> str:
+        error = self.events[-1]["error"]
+        return error if isinstance(error, str) else error["message"]
+
+    def wait(self, timeout: float) -> str:
+        assert self.finished.wait(timeout), f"the {self.dialect} stream did not end within {timeout}s"
+        return self.ended
+
+
+def serving_pid(server_port: int, client_port: int, candidates: list[int], timeout: float = 10.0) -> int:
+    """The pid among ``candidates`` holding the server's side of the TCP connection from ``client_port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        inode = _server_socket_inode(server_port, client_port)
+        for pid in candidates if inode else ():
+            if _holds_socket(pid, inode):
+                return pid
+        time.sleep(0.05)
+    raise AssertionError(f"no process of {candidates} holds the connection from port {client_port}")
+
+
+def _server_socket_inode(server_port: int, client_port: int) -> str | None:
+    local, remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        parts = line.split()
+        if parts[1] == local and parts[2] == remote and parts[9] != "0":
+            return parts[9]
+    return None
+
+
+def _holds_socket(pid: int, inode: str) -> bool:
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if fd.readlink().name == f"socket:[{inode}]":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def first_success_after(url: str, since: float, timeout: float = 60.0) -> float:
+    """Seconds from ``since`` (``time.monotonic()``) to the first chat request that succeeds."""
+    import requests
+
+    body = {"model": "ai/smollm2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+    deadline = since + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.post(url + "/engines/v1/chat/completions", json=body, timeout=timeout).status_code == 200:
+                return time.monotonic() - since
+        except requests.RequestException:
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"no request succeeded within {timeout}s")
