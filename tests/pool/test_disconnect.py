@@ -16,8 +16,11 @@ MODEL = "ai/smollm2"
 COUNTING = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"
 ASK_TO_COUNT = [{"role": "user", "content": "Count from 1 to 1000, separated by commas."}]
 WRITE_THE_COUNT = [{"role": "user", "content": "Write the numbers from 1 to 1000, separated by commas."}]
+#: The text must be long, so the forced call below cannot end within the test's first second: greedy SmolLM2
+#: closes a free string after "123", which a slow machine takes longer than a second to reach and a fast one not.
 WRITE = {"type": "function", "function": {"name": "write", "description": "Writes a text down",
-         "parameters": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}}
+         "parameters": {"type": "object", "properties": {"text": {"type": "string", "minLength": 3000}},
+                        "required": ["text"]}}}
 LONG = 3500
 #: How soon a job must end once its client left (it stops within a token; the machine may be busy).
 PROMPTLY = 10.0
@@ -26,7 +29,7 @@ PROMPTLY = 10.0
 NON_STREAMED = {
     "openai-chat": ("/engines/v1/chat/completions",
                     {"model": MODEL, "messages": ASK_TO_COUNT, "max_tokens": LONG, "temperature": 0}),
-    # What a public compatibility probe sends: a forced call with a free string and no max_tokens.
+    # What a public compatibility probe sends: a forced call with no max_tokens (its string must be long).
     "openai-forced-tool-call": ("/v1/chat/completions",
                                 {"model": MODEL, "messages": WRITE_THE_COUNT, "tools": [WRITE], "temperature": 0,
                                  "tool_choice": {"type": "function", "function": {"name": "write"}}}),
