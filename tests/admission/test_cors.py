@@ -87,3 +87,16 @@ def test_no_origin_no_cors_headers(guarded_server):
     status, headers, _ = send(guarded_server, "GET", "/engines/v1/models", bearer(KEY_A))
     assert status == 200
     assert "Access-Control-Allow-Origin" not in headers
+
+
+def test_the_servers_own_page_may_post_to_it(guarded_server):
+    """The page at http://127.0.0.1:<port>/ sends its own origin on every POST; it is the Host the
+    request went to, and 127.0.0.1 is a default origin, so it passes without configuration."""
+    own = guarded_server.url.rstrip("/")
+    assert preflight(guarded_server, own)[0] == 204
+    rebinding = own.replace("127.0.0.1", "evil.example")
+    status, _, _ = send(guarded_server, "OPTIONS", CHAT, {"Origin": rebinding, "Host": rebinding.split("://")[1],
+                                                          "Access-Control-Request-Method": "POST"})  # fmt: skip
+    assert status == 403
+    other_port = own.rsplit(":", 1)[0] + ":1"
+    assert preflight(guarded_server, other_port)[0] == 403
