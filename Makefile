@@ -49,9 +49,10 @@ system-deps:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# The log goes to the terminal and to a file, which `dmr logs` reads.
 run: install model
 	$(BIN)/dmr package --gguf $(DEFAULT_GGUF) ai/smollm2
-	exec $(BIN)/gunicorn -c conf/gunicorn.conf.py
+	DMR_LOG_FILE=$${DMR_LOG_FILE:-$(CURDIR)/.cache/dmr.log} exec $(BIN)/gunicorn -c conf/gunicorn.conf.py
 
 test: install model system-deps
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

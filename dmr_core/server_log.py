@@ -1,14 +1,17 @@
 """The server's log file (the ``log_file`` setting): where it comes from and how ``GET /logs`` reads it.
 
 gunicorn, the inference pool and a ``-`` access log all print to standard output/error, so the
-master process points both at the file before it starts anything (:func:`redirect_output`); every
-process it forks inherits them. ``GET /logs`` sends the file, and with ``follow`` keeps sending
+master process points both at a ``tee`` into the file before it starts anything
+(:func:`redirect_output`); every process it forks inherits them, and the terminal (or journald)
+still gets every line. ``tee`` runs in a session of its own, so a Ctrl-C at the terminal stops the
+server and not the log: it exits when the last process writing to it has. ``GET /logs`` sends the file, and with ``follow`` keeps sending
 what is appended (as ``tail -f``) until the client goes.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,15 +22,17 @@ CHUNK = 64 * 1024
 
 
 def redirect_output(log_file: str) -> None:
-    """Append this process's (and its children's) standard output and error to ``log_file``."""
+    """Send this process's (and its children's) standard output and error to ``log_file`` as well."""
     path = Path(log_file).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    path.touch(mode=0o640, exist_ok=True)
+    # -p: a terminal that goes away must not stop the file's copy.
+    tee = subprocess.Popen(["tee", "-a", "-p", str(path)], stdin=subprocess.PIPE, start_new_session=True)
     try:
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
+        os.dup2(tee.stdin.fileno(), 1)
+        os.dup2(tee.stdin.fileno(), 2)
     finally:
-        os.close(fd)
+        tee.stdin.close()
 
 
 def read_log(path: Path, follow: bool, gone: Callable[[], bool], poll: float = FOLLOW_POLL) -> Iterator[bytes]:
