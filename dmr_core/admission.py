@@ -23,6 +23,7 @@ from flask import Flask, Response, current_app, g, request
 from dmr_core.auth import ApiKeys, accepted_key, key_id
 from dmr_core.cors import CorsPolicy, is_preflight
 from dmr_core.errors import InvalidApiKey, OriginNotAllowed, RequestTooLarge
+from dmr_core.exchanges import ClosingBody
 from dmr_core.fastpath import never_on_fast_paths
 from dmr_core.keyslots import KeySlots
 from dmr_core.preload import INFERENCE_ENDPOINTS
@@ -116,31 +117,10 @@ def _hand_slot_to_response(response: Response) -> Response:
     if slot is None:
         return response
     if response.direct_passthrough:  # a stream: werkzeug hands its body to the server as it is
-        response.response = ReleasingBody(response.response, slot.release)
+        response.response = ClosingBody(response.response, slot.release)
     else:
         response.call_on_close(slot.release)
     return response
-
-
-class ReleasingBody:
-    """A streamed body that frees its key's slot when the server closes it: after its last byte,
-    or when its client went away. (Werkzeug's ``call_on_close`` never runs for a body passed
-    through as is, and a generator's ``finally`` never runs if it is closed before it started.)"""
-
-    def __init__(self, body, release) -> None:
-        self._body = body
-        self._release = release
-
-    def __iter__(self):
-        return iter(self._body)
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        finally:
-            self._release()
 
 
 def _release_unhanded_slot(exc: BaseException | None) -> None:

@@ -121,7 +121,7 @@ class Exchanges:
             exchange.status = exchange.status or 500
             self._end(exchange)
             raise
-        return _EndingBody(body, lambda: self._end(exchange))
+        return ClosingBody(body, lambda: self._end(exchange))
 
     def _end(self, exchange: Exchange) -> None:
         seconds = time.perf_counter() - exchange.started
@@ -133,15 +133,17 @@ class Exchanges:
             log.exception("could not count or log request %s", exchange.id)
 
 
-class _EndingBody:
-    """A response body that ends its exchange when the server closes it (WSGI calls ``close``
-    after the last byte, and when the client went away)."""
+class ClosingBody:
+    """A response body that runs ``on_close`` when the server closes it: WSGI calls ``close`` after
+    the last byte, and when the client went away. (Werkzeug's ``call_on_close`` never runs for a
+    body passed through as is, and a generator's ``finally`` never runs if it is closed before it
+    started.) Used to end an exchange, and to free a key's concurrency slot."""
 
-    __slots__ = ("_body", "_end")
+    __slots__ = ("_body", "_on_close")
 
-    def __init__(self, body, end: Callable[[], None]) -> None:
+    def __init__(self, body, on_close: Callable[[], None]) -> None:
         self._body = body
-        self._end = end
+        self._on_close = on_close
 
     def __iter__(self):
         return iter(self._body)
@@ -152,7 +154,7 @@ class _EndingBody:
             if close is not None:
                 close()
         finally:
-            self._end()
+            self._on_close()
 
 
 def _note_route(exc: BaseException | None) -> None:
