@@ -20,6 +20,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := docker-registry skopeo apache2-utils openssl tmux nginx
 # The web page's tests drive Debian's headless Chromium with Playwright (tests/web).
 SYSTEM_PACKAGES += chromium
+# nginx's njs module: model-affinity routing of deploy/nginx/dmr-cluster.conf (tests/scaleout).
+SYSTEM_PACKAGES += libnginx-mod-http-js
+# systemd-analyze checks conf/dmr.service offline (tests/deploy/test_systemd_unit.py).
+SYSTEM_PACKAGES += systemd
 
 .PHONY: install model system-deps run test test-slow bench lint clean
 

@@ -118,11 +118,19 @@ def test_plain_http_is_redirected_to_https(nginx):
     assert reply.headers["Location"] == "https://127.0.0.1/engines/v1/models"
 
 
-def test_one_request_id_for_nginx_and_dmr(nginx):
-    """nginx hands dmr its $request_id (or the client's own id), which dmr logs and returns."""
-    verify = str(nginx.certificate)
-    reply = requests.get(nginx.url + "/engines/v1/models", verify=verify, timeout=30)
-    assert reply.status_code == 200 and re.fullmatch(r"[0-9a-f]{32}", reply.headers["X-Request-Id"])
-    reply = requests.get(nginx.url + "/engines/v1/models", headers={"X-Request-Id": "client-7"}, verify=verify,
-                         timeout=30)  # fmt: skip
-    assert reply.headers["X-Request-Id"] == "client-7"
+def nginx_ids(nginx) -> list[str]:
+    """The ``id=`` of each line of nginx's access log (the site's ``dmr`` log format)."""
+    return re.findall(r" id=(\S+) rt=", nginx.access_log())
+
+
+@pytest.mark.parametrize(("sent", "kept"), [(None, False), ("client-7", True), ("two words", False)])
+def test_one_request_id_for_nginx_and_dmr(nginx, unix_server, sent, kept):
+    """nginx hands dmr the client's X-Request-Id when dmr would take it, else its own $request_id;
+    nginx's access line, dmr's and the response all carry the same id."""
+    headers = {"X-Request-Id": sent} if sent else {}
+    reply = requests.get(nginx.url + "/engines/v1/models", headers=headers, verify=str(nginx.certificate), timeout=30)
+    request_id = reply.headers["X-Request-Id"]
+    assert reply.status_code == 200
+    assert request_id == sent if kept else re.fullmatch(r"[0-9a-f]{32}", request_id)
+    assert wait_until(lambda: request_id in nginx_ids(nginx), timeout=10), nginx.access_log()[-500:]
+    assert wait_until(lambda: f"id={request_id} " in unix_server.log(), timeout=10)

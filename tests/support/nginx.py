@@ -2,9 +2,10 @@
 site file ``conf/nginx.conf``.
 
 Only what cannot be the same in a test is rewritten: the socket path, the ports (free ones on
-127.0.0.1, no IPv6), and the certificate (a self-signed one for ``localhost``, made with
-``openssl``). nginx runs in the foreground (``daemon off``) under a prefix of its own, with its
-pid, logs and temporary files there, and is always stopped when the fixture ends.
+127.0.0.1, no IPv6), the certificate (a self-signed one for ``localhost``, made with ``openssl``)
+and the access log's path (the site's own ``dmr`` format is kept). nginx runs in the foreground
+(``daemon off``) under a prefix of its own, with its pid, logs and temporary files there, and is
+always stopped when the fixture ends.
 """
 
 from __future__ import annotations
@@ -76,13 +77,14 @@ def _replace(text: str, pattern: str, replacement: str, count: int) -> str:
     return result
 
 
-def site_for_test(socket_path: Path, https_port: int, http_port: int, cert: Path, key: Path) -> str:
+def site_for_test(nginx: Nginx, socket_path: Path, key: Path) -> str:
     text = SITE_FILE.read_text()
+    text = _replace(text, r"access_log /var/log/nginx/\S+ dmr;", f"access_log {nginx.prefix}/access.log dmr;", 1)
     text = _replace(text, re.escape(SHIPPED_SOCKET) + ";", f"unix:{socket_path};", 1)
     text = _replace(text, r"^\s*listen \[::\]:\d+.*\n", "", 2)
-    text = _replace(text, r"listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;", 1)
-    text = _replace(text, r"listen 80;", f"listen 127.0.0.1:{http_port};", 1)
-    text = _replace(text, r"ssl_certificate\s+\S+;", f"ssl_certificate {cert};", 1)
+    text = _replace(text, r"listen 443 ssl;", f"listen 127.0.0.1:{nginx.https_port} ssl;", 1)
+    text = _replace(text, r"listen 80;", f"listen 127.0.0.1:{nginx.http_port};", 1)
+    text = _replace(text, r"ssl_certificate\s+\S+;", f"ssl_certificate {nginx.certificate};", 1)
     return _replace(text, r"ssl_certificate_key\s+\S+;", f"ssl_certificate_key {key};", 1)
 
 
@@ -136,7 +138,7 @@ def nginx_in_front_of(socket_path: Path) -> Iterator[Nginx]:
     prefix = short_tempdir("dmr-nginx-")
     cert, key = self_signed_certificate(prefix)
     nginx = Nginx(prefix, free_port(), free_port(), cert)
-    (prefix / "dmr-site.conf").write_text(site_for_test(socket_path, nginx.https_port, nginx.http_port, cert, key))
+    (prefix / "dmr-site.conf").write_text(site_for_test(nginx, socket_path, key))
     (prefix / "nginx.conf").write_text(MAIN_CONF.format(prefix=prefix, user=_user_line()))
     try:
         _start(nginx)
