@@ -85,6 +85,17 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class ModelOnPeer(ModelNotFound):
+    """The model is not on this host, but a peer (the ``peers`` setting) has it (404). The code
+    stays ``model_not_found`` for clients that test it; the message and the ``X-DMR-Model-Hosts``
+    header name the peers that have it, so a client or an operator knows where to go."""
+
+    def __init__(self, message: str, *, param: str | None = None, hosts: tuple[str, ...] = ()) -> None:
+        super().__init__(message, param=param)
+        self.hosts = tuple(hosts)
+        self.headers = {"X-DMR-Model-Hosts": ", ".join(self.hosts)}
+
+
 class EngineNotFound(NotFound):
     """No engine of that name is registered."""
 

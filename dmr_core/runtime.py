@@ -26,6 +26,7 @@ from dmr_core.generation import (
     RankRequest,
     RankResult,
 )
+from dmr_core.missing_models import find_model
 from dmr_core.pool.client import PoolClient
 from dmr_core.pool.scheduler import kv_bytes_per_token
 from dmr_core.settings import Settings
@@ -75,10 +76,15 @@ class Runtime:
                 "context_size": context_size or None, "default_context": 0 if images else self.context_size(model),
                 "keep_alive": keep_alive}  # fmt: skip
 
+    def find_model(self, name: str) -> Model:
+        """The stored model a request runs; a missing one is pulled, or its 404 names the peer that
+        has it, where the settings say so (:mod:`dmr_core.missing_models`)."""
+        return find_model(self.store, name, self.settings)
+
     def _resolved(self, name: str, engine: str | None, mode: Mode | None = None) -> tuple[Model, str]:
         """The stored model ``name`` and the engine that serves it (checked to serve ``mode``, if given)."""
         metering.note_model(name)
-        model = self.store.resolve(name)
+        model = self.find_model(name)
         engine_name = self.engine_for(model, engine)
         if mode is not None:
             self._check_serves(name, model, engine_name, mode)

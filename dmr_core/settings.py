@@ -126,6 +126,18 @@ class Settings:
     #: flight finish before they are cut (gunicorn's ``graceful_timeout``).
     graceful_timeout: int = 30
 
+    # -- scale-out: hosts behind one nginx (dmr_core/missing_models.py; docs/scaling.md) -----------
+    #: A request for a model this host lacks pulls it from the registry (and ``registry_mirrors``)
+    #: and is then served; off by default, as in DMR, where a missing model is a 404.
+    pull_on_demand: bool = False
+    #: Other dmr hosts (base URLs, comma-separated) asked which of them has a model missing here, so
+    #: the 404 names them; the same list may be given to every host (a host asking itself finds nothing).
+    peers: str = ""
+    #: Seconds each peer has to answer (they are asked at once); a slower one counts as not having it.
+    peer_timeout: float = 0.5
+    #: API key sent to peers that require one (``Authorization: Bearer``); empty: none is sent.
+    peer_api_key: str = field(default="", repr=False)
+
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
 

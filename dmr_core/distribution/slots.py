@@ -2,7 +2,8 @@
 
 Each slot is a lock file under ``<store>/.pull-slots``; a pull holds one with ``flock`` for its
 whole run and waits, polling, while both are taken. The kernel releases a slot when its holder
-exits, even by SIGKILL, so a crashed pull never leaks one.
+exits, even by SIGKILL, so a crashed pull never leaks one. :func:`held` is the same wait for one
+lock file (one pull of a model on demand, :mod:`~dmr_core.distribution.on_demand`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,18 @@ def pull_slot(store_root: Path, slots: int = MAX_CONCURRENT_PULLS) -> Iterator[i
                     os.close(fd)
                 return
         time.sleep(POLL_SECONDS)
+
+
+@contextmanager
+def held(path: Path) -> Iterator[None]:
+    """Hold ``flock`` on ``path`` for the block, polling while another holder has it (polling, not a
+    blocking ``flock``: under gevent a blocking call would stall every request of the web worker)."""
+    while (fd := _try_lock(path)) is None:
+        time.sleep(POLL_SECONDS)
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def _try_lock(path: Path) -> int | None:

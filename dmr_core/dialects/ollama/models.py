@@ -12,15 +12,18 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dmr_core.dialects.ollama.modelinfo import read_model_info
 from dmr_core.dialects.ollama.translate import dumps, timestamp
-from dmr_core.errors import DmrError, ModelNotFound
+from dmr_core.errors import DmrError, ModelNotFound, ModelOnPeer
 from dmr_core.reasoning import template_supports_thinking
 from dmr_core.store import mediatypes
 from dmr_core.store.layout import Model, ModelStore
 from dmr_core.store.references import familiar_name
+
+if TYPE_CHECKING:
+    from dmr_core.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,17 @@ def find(store: ModelStore, name: str) -> Model:
     """The model ``name`` names, or Ollama's 404 ``model 'x' not found``."""
     try:
         return store.resolve(name)
+    except ModelNotFound:
+        raise ModelNotFound(f"model '{name}' not found", param="model") from None
+
+
+def find_to_run(runtime: Runtime, name: str) -> Model:
+    """As :func:`find`, for a request that runs the model: a missing one may be pulled on demand, or
+    its 404 name the peer that has it (:meth:`Runtime.find_model`)."""
+    try:
+        return runtime.find_model(name)
+    except ModelOnPeer:
+        raise
     except ModelNotFound:
         raise ModelNotFound(f"model '{name}' not found", param="model") from None
 

@@ -104,7 +104,7 @@ def chat():
     timer = Timer()
     req = _parse(schema.ChatRequest)
     name = req.model_name
-    capabilities = models.facts.capabilities(store(), models.find(store(), name))
+    capabilities = models.facts.capabilities(store(), models.find_to_run(runtime(), name))
     job = translate.to_chat_request(req, name, capabilities) or translate.load_job(req)
     return _reply(name, job, ReplyMeta(name, True, timer, bool(req.logprobs)), req.stream)
 
@@ -114,7 +114,7 @@ def generate():
     timer = Timer()
     req = _parse(schema.GenerateRequest)
     name = req.model_name
-    capabilities = models.facts.capabilities(store(), models.find(store(), name))
+    capabilities = models.facts.capabilities(store(), models.find_to_run(runtime(), name))
     job = translate.to_generate_request(req, name, capabilities) or translate.load_job(req)
     return _reply(name, job, ReplyMeta(name, False, timer, bool(req.logprobs)), req.stream)
 
@@ -145,7 +145,7 @@ def embed():
     timer = Timer()
     req = _parse(schema.EmbedRequest)
     name = req.model_name
-    models.find(store(), name)
+    models.find_to_run(runtime(), name)
     inputs = translate.embed_inputs(req)
     if not inputs:
         return jsonify({"model": name, "embeddings": []})
@@ -157,7 +157,7 @@ def embed():
 def embeddings():
     req = _parse(schema.EmbeddingsRequest)
     name = req.model_name
-    models.find(store(), name)
+    models.find_to_run(runtime(), name)
     if not req.prompt:
         return jsonify({"embedding": []})
     result = runtime().embed(name, None, (req.prompt,), **translate.embed_options(req))
