@@ -4,6 +4,12 @@ Only plain blocking ``socket`` calls, so under gunicorn's gevent workers every w
 other requests. Closing the chunk iterator closes the socket, which the worker notices within
 one token and stops the job; so does a generation's HTTP client closing its connection, streamed
 or not (:mod:`dmr_core.disconnect` watches it and the job is abandoned: its socket shut down).
+
+A job whose worker dies fails with :class:`~dmr_core.errors.WorkerCrashed`, unless the worker
+never read it: then the kernel resets the connection (a Unix socket closed with data unread, or
+one never accepted, resets its peer; one whose job was read ends with a plain end of file), and
+the job is placed and sent again, on the worker respawned in its place. A job that the worker had
+read may be what killed it, so it is never sent twice.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +58,7 @@ class PoolClient:
         while True:
             try:
                 return attempt()
-            except (FileNotFoundError, ConnectionRefusedError, ProtocolError, ConnectionResetError):
+            except (FileNotFoundError, ConnectionRefusedError, ProtocolError, ConnectionResetError, BrokenPipeError):
                 if time.monotonic() >= deadline:
                     raise EngineUnavailable("the inference pool is not running") from None
                 time.sleep(delay)
@@ -97,6 +103,22 @@ class PoolClient:
 
         return self._retrying(attempt)
 
+    def _first_frame(self, job: Job, submit: Callable[[], Job]) -> tuple[Job, dict[str, Any]]:
+        """``job``'s first frame; while its worker dies before reading it, ``submit()`` it again
+        (see the module; for up to ``connect_timeout``), and that job's first frame."""
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            try:
+                return job, job.frame(first=True)
+            except ConnectionResetError:
+                job.close()
+                if time.monotonic() >= deadline:
+                    raise WorkerCrashed(_CRASHED) from None
+            except BaseException:
+                job.close()
+                raise
+            job = submit()
+
     def preload(self, spec: dict[str, Any]) -> None:
         """Take a reference on the runner for ``spec`` (the supervisor loads it first) and let go."""
         lease, _ = self._retrying(lambda: self._acquire(spec))
@@ -112,21 +134,24 @@ class PoolClient:
             sizes, keep-alive); a minimal one is made from ``request`` when not given.
         :param client: the HTTP client's socket (:func:`dmr_core.disconnect.client_socket`): the
             job is cancelled if it closes, and the chunks end with :class:`ClientDisconnected`."""
-        job = self._open_job(spec or _spec(engine, request, "completion"), "generate", engine, request, client)
-        return self._chunks(job)
+        spec = spec or _spec(engine, request, "completion")
 
-    @staticmethod
-    def _chunks(job: Job) -> Iterator[GenerationChunk]:
+        def submit() -> Job:
+            return self._open_job(spec, "generate", engine, request, client)
+
+        return self._chunks(submit(), submit)  # sent now: OpenAI's n sends them all before reading any
+
+    def _chunks(self, job: Job, submit: Callable[[], Job]) -> Iterator[GenerationChunk]:
+        job, frame = self._first_frame(job, submit)
         with job:
-            reader = FrameReader(job.sock)
             while True:
-                frame = _read_or_crash(reader, job)
                 if frame["k"] == "e":
                     raise error_from_dict(frame["error"])
                 chunk = chunk_from_wire(frame)
                 yield chunk
                 if chunk.finish_reason is not None:
                     return
+                frame = job.frame()
 
     def embed(self, engine: str, request: EmbeddingRequest, spec: dict[str, Any] | None = None) -> EmbeddingResult:
         result = self._one_reply(spec or _spec(engine, request, "embedding"), "embed", engine, request)
@@ -142,8 +167,7 @@ class PoolClient:
         """The pictures of ``request``, from a model loaded for image generation. If ``client``
         (the HTTP client's socket) closes meanwhile, the job stops and this raises ClientDisconnected."""
         spec = spec or _spec(engine, request, "image-generation")
-        with self._open_job(spec, "images", engine, request, client) as job:
-            frame = _read_or_crash(FrameReader(job.sock), job)
+        frame = self._one_frame(lambda: self._open_job(spec, "images", engine, request, client))
         if frame["k"] == "e":
             raise error_from_dict(frame["error"])
         return image_result_from_wire(frame["result"])
@@ -154,11 +178,15 @@ class PoolClient:
 
     def _one_reply(self, spec: dict[str, Any], op: str, engine: str, request) -> Any:
         """The result of a job answered with one frame; the worker's error raised as it came."""
-        with self._open_job(spec, op, engine, request) as job:
-            frame = _read_or_crash(FrameReader(job.sock), job)
+        frame = self._one_frame(lambda: self._open_job(spec, op, engine, request))
         if frame["k"] == "e":
             raise error_from_dict(frame["error"])
         return frame["result"]
+
+    def _one_frame(self, submit: Callable[[], Job]) -> dict[str, Any]:
+        job, frame = self._first_frame(submit(), submit)
+        job.close()
+        return frame
 
     def status(self) -> dict[str, Any]:
         return self.call_supervisor({"op": "status"})
@@ -172,7 +200,25 @@ class Job:
         self.sock = sock
         self.lease = lease
         self.abandoned = False
+        self._reader = FrameReader(sock)
         self._watch = ClientWatch(client, self.abandon) if client is not None else None
+
+    def frame(self, first: bool = False) -> dict[str, Any]:
+        """The job's next frame; ClientDisconnected or WorkerCrashed if it ends without one.
+        ``first``: a reset connection (its worker died before reading the job) raises ConnectionResetError."""
+        try:
+            frame = self._reader.read()
+        except ConnectionResetError:
+            if first and not self.abandoned:
+                raise
+            frame = None
+        except ProtocolError:
+            frame = None
+        if frame is None and self.abandoned:
+            raise ClientDisconnected("the client closed its connection; its job was cancelled")
+        if frame is None:
+            raise WorkerCrashed(_CRASHED)
+        return frame
 
     def abandon(self) -> None:
         """Cancel the job: its client left. The worker sees its socket end, as when a stream's reader
@@ -187,6 +233,9 @@ class Job:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
         if self._watch is not None:
             self._watch.stop()
         try:
@@ -199,14 +248,3 @@ def _spec(engine: str, request, mode: str) -> dict[str, Any]:
     return {"engine": engine, "model_path": request.model_path, "mode": mode, "model_name": request.model_path,
             "model_id": request.model_path, "default_context": request.context_size or 0}  # fmt: skip
 
-
-def _read_or_crash(reader: FrameReader, job: Job) -> dict[str, Any]:
-    try:
-        frame = reader.read()
-    except (ConnectionResetError, ProtocolError):
-        frame = None
-    if frame is None and job.abandoned:
-        raise ClientDisconnected("the client closed its connection; its job was cancelled")
-    if frame is None:
-        raise WorkerCrashed(_CRASHED)
-    return frame

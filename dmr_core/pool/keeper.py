@@ -23,9 +23,12 @@ log = logging.getLogger("dmr.pool")
 
 
 class PoolKeeper:
-    """Owns the supervisor process: start, watch (respawn on death), stop."""
+    """Owns the supervisor process: start, watch (respawn on death), stop.
 
-    def __init__(self, settings: Settings, check_interval: float = 0.5) -> None:
+    ``check_interval``: how often the watch looks (one ``waitpid`` that does not block, so 50 ms
+    costs nothing, and a killed supervisor is replaced within it: its workers wait to be adopted)."""
+
+    def __init__(self, settings: Settings, check_interval: float = 0.05) -> None:
         self.settings = settings
         self.socket_path = settings.pool_path / SUPERVISOR_SOCKET
         self.process: subprocess.Popen | None = None

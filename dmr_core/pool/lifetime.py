@@ -9,11 +9,12 @@ import signal
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(expected_parent: int) -> None:
-    """Ask the kernel to SIGTERM us when our parent exits; exit now if it already has."""
+def die_with_parent(expected_parent: int, signum: int = signal.SIGTERM) -> None:
+    """Ask the kernel to send us ``signum`` (SIGTERM: die) when our parent exits; exit now if it
+    already has. (The kernel sends it when the parent *thread* that started us exits.)"""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(_PR_SET_PDEATHSIG, signum)
     except (OSError, AttributeError):  # not Linux: shutdown then relies on the parent's on_exit
         pass
     if os.getppid() != expected_parent:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from dmr_core.errors import Conflict, EngineUnavailable, InsufficientMemory, InvalidRequest, QueueFull
@@ -151,6 +151,9 @@ class Runner:
     loading: bool = True
     last_used: float = field(default_factory=time.time)
     loaded_event: threading.Event = field(default_factory=threading.Event)
+    #: What it was placed for: enough to place it again (after its worker died) or to rebuild it
+    #: (a supervisor adopting the worker that holds it).
+    spec: RunnerSpec | None = None
 
     @property
     def engine(self) -> str:
@@ -166,6 +169,11 @@ class Runner:
 
     def expired(self, now: float) -> bool:
         return self.refs == 0 and not self.loading and 0 <= self.keep_alive and self.last_used + self.keep_alive <= now
+
+    def placement(self) -> dict[str, Any]:
+        """What a worker keeps of it for a supervisor that may adopt the worker (see :meth:`Scheduler.adopt`)."""
+        spec = None if self.spec is None else asdict(self.spec)
+        return {"spec": spec, "need": self.need, "keep_alive": self.keep_alive}
 
     def row(self) -> dict[str, Any]:
         return {"engine": self.engine, "model_path": self.key[1], "mode": self.mode,
@@ -235,7 +243,7 @@ class Scheduler:
                 return runner, False
             need = self.memory_need(spec, key[3])
             slot = self._make_room(need, spec.model_name)
-            runner = Runner(key, slot, spec.model_name, spec.model_id, need, self._keep_alive(spec), refs=1)
+            runner = Runner(key, slot, spec.model_name, spec.model_id, need, self._keep_alive(spec), refs=1, spec=spec)
             self._runners[key] = runner
             return runner, True
 
@@ -315,11 +323,26 @@ class Scheduler:
                 self._evict(runner)
             return len(chosen)
 
-    def forget_slot(self, slot: int) -> None:
-        """The slot's worker died: it holds nothing any more."""
+    def forget_slot(self, slot: int) -> list[Runner]:
+        """The slot's worker died: it holds nothing any more. The runners it held."""
         with self._lock:
-            for key in [k for k, r in self._runners.items() if r.slot == slot]:
-                del self._runners[key]
+            lost = [r for r in self._runners.values() if r.slot == slot]
+            for runner in lost:
+                del self._runners[runner.key]
+            return lost
+
+    def adopt(self, slot: int, held: list[dict[str, Any]]) -> None:
+        """Take the runners an adopted worker holds (``Worker.held_runners``) as loaded on ``slot``."""
+        with self._lock:
+            for row in held:
+                key = tuple(row["key"])
+                if key in self._runners or not row.get("spec"):  # unknown to the supervisor that died: not counted
+                    continue
+                spec = RunnerSpec.from_wire(row["spec"])
+                runner = Runner(key, slot, spec.model_name, spec.model_id, int(row["need"]), float(row["keep_alive"]),
+                                slots=max(1, int(row["slots"])), loading=False, spec=spec)  # fmt: skip
+                runner.loaded_event.set()
+                self._runners[key] = runner
 
     # -- configuration -----------------------------------------------------------------------------
 
@@ -336,6 +359,14 @@ class Scheduler:
     def runners(self) -> list[dict[str, Any]]:
         with self._lock:
             return [r.row() for r in self._runners.values()]
+
+
+def reload_specs(lost: list[Runner]) -> list[RunnerSpec]:
+    """What to load again after a worker died: the runners it had loaded, with their context size and
+    keep-alive. Not one it was loading (a model that kills the worker as it loads must not kill the
+    next one too), nor one that unloads as soon as it is idle (keep-alive 0)."""
+    return [replace(r.spec, context_size=r.context_size, keep_alive=r.keep_alive)
+            for r in lost if r.spec is not None and not r.loading and r.keep_alive != 0]  # fmt: skip
 
 
 def _mib(size: int) -> str:

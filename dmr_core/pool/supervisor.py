@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dmr_core.pool.activity import activity_path, crash_report
+from dmr_core.pool.adoption import UNKNOWN_EXIT, AdoptedProcess, ask_to_adopt
 from dmr_core.pool.devices import Device, parse_devices, physical_cores, share_cpu_threads
 from dmr_core.pool.handlers import ConnectionThreads
 from dmr_core.pool.lifetime import die_with_parent
@@ -38,6 +39,7 @@ from dmr_core.pool.scheduler import (
     RunnerSpec,
     Scheduler,
     parse_keep_alive,
+    reload_specs,
 )
 from dmr_core.pool.worker import bind_atomically
 from dmr_core.settings import Settings, load_settings
@@ -54,13 +56,17 @@ WORKER_START_TIMEOUT = 60.0
 
 
 class WorkerSlot:
-    """Keeps one worker process alive for one device."""
+    """Keeps one worker process alive for one device.
 
-    def __init__(self, index: int, device: Device, pool_dir: Path, on_death=None) -> None:
+    :param server: the pid of the server the pool belongs to (its workers wait for a new supervisor
+        of that server when this one dies, see :mod:`dmr_core.pool.adoption`)."""
+
+    def __init__(self, index: int, device: Device, pool_dir: Path, server: int, on_death=None) -> None:
         self.index = index
         self.device = device
+        self.server = server
         self.socket_path = pool_dir / f"worker-{index}.sock"
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen | AdoptedProcess | None = None
         self.restarts = 0
         self._on_death = on_death
         self._stopping = threading.Event()
@@ -69,24 +75,42 @@ class WorkerSlot:
         return [
             sys.executable, "-m", "dmr_core.pool.worker", "--index", str(self.index),
             "--device", self.device.name, "--socket", str(self.socket_path), "--parent", str(os.getpid()),
+            "--server", str(self.server),
         ]  # fmt: skip
 
+    def adopt(self) -> list[dict[str, Any]]:
+        """Take over the worker a killed supervisor left serving on this slot's socket, if there is
+        one; the runners it holds (none when there is nothing to adopt: the usual start)."""
+        found = ask_to_adopt(self.socket_path, self.server)
+        if found is None:
+            return []
+        self.process, held = found
+        log.warning("worker %d (%s): adopted pid %d, left by a supervisor that died, with %d model(s) loaded",
+                    self.index, self.device.name, self.process.pid, len(held))  # fmt: skip
+        return held
+
     def run(self) -> None:
+        adopted = self.process is not None  # by adopt(): watch it before starting any
         while not self._stopping.is_set():
-            self.socket_path.unlink(missing_ok=True)
             started = time.monotonic()
-            self.process = subprocess.Popen(self.command(), env=self.device.pinned_environ(dict(os.environ)))
+            if not adopted:
+                self.socket_path.unlink(missing_ok=True)
+                self.process = subprocess.Popen(self.command(), env=self.device.pinned_environ(dict(os.environ)))
+            adopted = False
             code = self.process.wait()
             if self._stopping.is_set():
                 return
-            self.restarts += 1
-            if self._on_death is not None:
-                self._on_death(self)
-            log.warning("worker %d (%s) %s %s; respawning", self.index, self.device.name, _exit_status(code),
-                        crash_report(activity_path(self.socket_path), self.process.pid))
+            self._died(code)
             # A worker that dies at once (bad install) must not spin the CPU in a respawn loop.
             if time.monotonic() - started < 1.0:
                 self._stopping.wait(1.0)
+
+    def _died(self, code: int) -> None:
+        self.restarts += 1
+        log.warning("worker %d (%s) %s %s; respawning", self.index, self.device.name, _exit_status(code),
+                    crash_report(activity_path(self.socket_path), self.process.pid))
+        if self._on_death is not None:
+            self._on_death(self)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -112,10 +136,13 @@ class WorkerSlot:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings) -> None:
+    """:param server: the pid of the server (gunicorn's master, ``dmr serve``) the pool belongs to."""
+
+    def __init__(self, settings: Settings, server: int) -> None:
         self.pool_dir = settings.pool_path
         devices = share_cpu_threads(parse_devices(settings.devices), settings.threads, physical_cores())
-        self.slots = [WorkerSlot(i, device, self.pool_dir, self._worker_died) for i, device in enumerate(devices)]
+        self.slots = [WorkerSlot(i, device, self.pool_dir, server, self._worker_died)
+                      for i, device in enumerate(devices)]  # fmt: skip
         budgets = [settings.memory_budget or auto_budget(device) for device in devices]
         keep_alive = parse_keep_alive(settings.keep_alive)
         self.scheduler = Scheduler(budgets, settings.max_queue, 300.0 if keep_alive is None else keep_alive,
@@ -123,6 +150,8 @@ class Supervisor:
         self._stopping = threading.Event()
 
     def start(self) -> None:
+        for slot in self.slots:  # before serving: a request must find the adopted models loaded
+            self.scheduler.adopt(slot.index, slot.adopt())
         for slot in self.slots:
             threading.Thread(target=slot.run, name=f"slot-{slot.index}", daemon=True).start()
         threading.Thread(target=self._expire_loop, name="keep-alive", daemon=True).start()
@@ -136,7 +165,12 @@ class Supervisor:
                 log.exception("keep-alive check failed")
 
     def _worker_died(self, slot: WorkerSlot) -> None:
-        self.scheduler.forget_slot(slot.index)
+        """Forget what the dead worker held, and load it again at once (on the worker respawned for
+        it, or another with more room): a request that comes later finds it loaded, and an idle
+        model kept loaded (a preload, a long keep-alive) does not silently go."""
+        for spec in reload_specs(self.scheduler.forget_slot(slot.index)):
+            log.info("reloading %s: it was loaded in worker %d", spec.model_name, slot.index)
+            self.preload(spec)
 
     def _unload(self, slot: int, key) -> None:
         try:
@@ -158,7 +192,7 @@ class Supervisor:
             runner.loaded_event.wait()
             return runner
         load = {"op": "load", "engine": runner.engine, "model_path": runner.key[1], "mode": runner.mode,
-                "context_size": runner.context_size,
+                "context_size": runner.context_size, "runner": runner.placement(),
                 "runtime_flags": self.scheduler.runtime_flags(runner.model_id)}  # fmt: skip
         try:
             reply = self._call_worker(runner.slot, load)
@@ -287,6 +321,8 @@ class Supervisor:
 
 def _exit_status(code: int) -> str:
     """``exited with 3``, or ``was killed by SIGSEGV (-11)`` for a signal."""
+    if code == UNKNOWN_EXIT:
+        return "exited (adopted from a supervisor that died: how, only that one could have read)"
     if code < 0:
         with contextlib.suppress(ValueError):
             return f"was killed by {signal.Signals(-code).name} ({code})"
@@ -331,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="[pool] %(levelname)s %(message)s")
     lock = _lock_pool_dir(settings.pool_path)
-    supervisor = Supervisor(settings)
+    supervisor = Supervisor(settings, args.parent)
 
     def stop(signum, frame):
         supervisor.shutdown()

@@ -39,6 +39,7 @@ from dmr_core.generation import (
 )
 from dmr_core.plugins import get_plugin_manager
 from dmr_core.pool.activity import ActivityRecord, activity_path, describe
+from dmr_core.pool.adoption import ORPHANED, Guardianship
 from dmr_core.pool.handlers import ConnectionThreads
 from dmr_core.pool.lifetime import die_with_parent
 from dmr_core.pool.protocol import FrameReader, encode_frame, send_frame
@@ -213,16 +214,25 @@ class LoadedModel:
 
 
 class Worker:
-    def __init__(self, info: WorkerInfo, settings: Settings) -> None:
+    """:param guardianship: who the worker answers to (:mod:`dmr_core.pool.adoption`); without one
+    it refuses to be adopted."""
+
+    def __init__(self, info: WorkerInfo, settings: Settings, guardianship: Guardianship | None = None) -> None:
         self.info = info
         self.settings = settings
+        self.guardianship = guardianship
         self.engines = EngineRegistry()
         get_plugin_manager().hook.dmr_register_engines(registry=self.engines)
         self._loaded: dict[tuple, LoadedModel] = {}
         #: The ``_configure``d runtime flags of each key, from the supervisor's last ``load`` of it:
         #: a job that finds its model unloaded loads it again with the same flags.
         self._runtime_flags: dict[tuple, tuple[str, ...]] = {}
+        #: What the supervisor's scheduler knows of each key (name, id, memory, keep-alive), from its
+        #: ``load``: handed to a supervisor that adopts this worker after the first one died.
+        self._placements: dict[tuple, dict[str, Any]] = {}
         self.jobs = JobStats()
+        if guardianship is not None:
+            guardianship.busy = lambda: self.jobs.running
         self.activity = ActivityRecord(activity_path(info.socket_path))  # read by the supervisor after a crash
         self._load_lock = threading.Lock()
 
@@ -248,6 +258,12 @@ class Worker:
         loaded.retire()
         log.info("unloaded %s (%s, %s)", model_path, engine_name, mode)
         return True
+
+    def held_runners(self) -> list[dict[str, Any]]:
+        """The loaded models as runners for an adopting supervisor's scheduler."""
+        return [{**self._placements.get(key, {}), "key": [key[0], key[1], key[2].value, key[3]],
+                 "slots": loaded.engine.parallel}
+                for key, loaded in list(self._loaded.items()) if not loaded.retired]  # fmt: skip
 
     def loaded_settings(self) -> list[dict[str, Any]]:
         """Each loaded model and what its engine reports running with (``ping``: tests, status)."""
@@ -278,7 +294,9 @@ class Worker:
         with conn:
             try:
                 message = FrameReader(conn).read()
-                if message is not None:
+                if message is not None and message.get("op") == "adopt":
+                    self._adopt(conn, message)  # not an operation: the adopter's life-line, held for its life
+                elif message is not None:
                     with self.activity.doing(describe(message)):
                         self._dispatch(conn, message)
             except (BrokenPipeError, ConnectionResetError):
@@ -298,6 +316,7 @@ class Worker:
         elif op == "load":
             key = (message["engine"], message["model_path"], Mode(message["mode"]), message["context_size"])
             self._runtime_flags[key] = tuple(message.get("runtime_flags") or ())
+            self._placements[key] = dict(message.get("runner") or {})
             # The reply says how many jobs the model runs at once: the scheduler's queue bound counts past them.
             send_frame(conn, {"k": "r", "result": self.model_for(*key).engine.parallel})
         elif op == "unload":
@@ -309,6 +328,12 @@ class Worker:
                                                    "models": self.loaded_settings()}})  # fmt: skip
         else:
             raise EngineError(f"unknown pool operation {op!r}")
+
+    def _adopt(self, conn: socket.socket, message: dict[str, Any]) -> None:
+        if self.guardianship is None:
+            raise EngineError("this worker cannot be adopted")
+        answer = {"pid": os.getpid(), "runners": self.held_runners()}
+        self.guardianship.adopt(conn, message.get("server"), answer)
 
     def _run_job(self, conn: socket.socket, message: dict[str, Any]) -> None:
         self.jobs.start()
@@ -419,13 +444,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", required=True)
     parser.add_argument("--socket", required=True)
     parser.add_argument("--parent", type=int, required=True)
+    parser.add_argument("--server", type=int, required=True, help="the pid of the server the pool belongs to")
     args = parser.parse_args(argv)
-    die_with_parent(args.parent)
+    guardianship = Guardianship(args.server)
+    guardianship.install()  # before the kernel may send it: its default action would kill us
+    die_with_parent(args.parent, ORPHANED)  # a dead supervisor does not end our streams: adoption.py
     faulthandler.enable()  # a native crash still prints each thread's Python stack to the log
     settings = load_settings()
     logging.basicConfig(level=settings.log_level.upper(), format=f"[worker {args.device}] %(levelname)s %(message)s")
     info = WorkerInfo(args.index, args.device, os.getpid(), args.socket)
-    worker = Worker(info, settings)
+    worker = Worker(info, settings, guardianship)
     get_plugin_manager().hook.dmr_worker_started(worker=info)
     worker.serve(bind_atomically(Path(args.socket)))
 

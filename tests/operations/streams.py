@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -11,14 +13,15 @@ from pathlib import Path
 
 LONG_PROMPT = [{"role": "user", "content": "Write a very long story about ships."}]
 
-#: A streamed request per dialect: (path, body).
+#: A streamed request per dialect: (path, body for a number of tokens and a context size, 0 for the default).
 STREAMED = {
-    "openai": ("/engines/v1/chat/completions", lambda tokens: {
+    "openai": ("/engines/v1/chat/completions", lambda tokens, context: {
         "model": "ai/smollm2", "stream": True, "max_tokens": tokens, "temperature": 1.0, "messages": LONG_PROMPT}),
-    "anthropic": ("/v1/messages", lambda tokens: {
+    "anthropic": ("/v1/messages", lambda tokens, context: {
         "model": "ai/smollm2", "stream": True, "max_tokens": tokens, "messages": LONG_PROMPT}),
-    "ollama": ("/api/chat", lambda tokens: {
-        "model": "ai/smollm2", "stream": True, "messages": LONG_PROMPT, "options": {"num_predict": tokens}}),
+    "ollama": ("/api/chat", lambda tokens, context: {
+        "model": "ai/smollm2", "stream": True, "messages": LONG_PROMPT,
+        "options": {"num_predict": tokens, **({"num_ctx": context} if context else {})}}),
 }  # fmt: skip
 
 
@@ -28,11 +31,14 @@ class Stream:
 
     ``events``: the JSON payloads received (SSE ``data:`` lines, or NDJSON lines); ``ended``: how it
     ended: ``done`` (the dialect's normal end), ``error`` (an error event), ``dropped`` (the
-    connection ended without either)."""
+    connection ended without either). ``context``: a context size of its own (Ollama's ``num_ctx``:
+    another runner of the model). ``connection``: a kept-alive one to send it on (a chosen web worker)."""
 
     dialect: str
     port: int
     tokens: int = 2000
+    context: int = 0
+    connection: http.client.HTTPConnection | None = None
     events: list[dict] = field(default_factory=list)
     ended: str | None = None
     local_port: int = 0
@@ -41,8 +47,9 @@ class Stream:
 
     def start(self) -> Stream:
         path, body = STREAMED[self.dialect]
-        self._connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
-        self._connection.request("POST", path, json.dumps(body(self.tokens)), {"Content-Type": "application/json"})
+        self._connection = self.connection or http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        self._connection.request("POST", path, json.dumps(body(self.tokens, self.context)),
+                                 {"Content-Type": "application/json"})  # fmt: skip
         self.local_port = self._connection.sock.getsockname()[1]
         threading.Thread(target=self._read, daemon=True).start()
         return self
@@ -88,6 +95,31 @@ class Stream:
     def wait(self, timeout: float) -> str:
         assert self.finished.wait(timeout), f"the {self.dialect} stream did not end within {timeout}s"
         return self.ended
+
+    def close(self) -> None:
+        """Hang up (the server cancels the generation); the reading thread ends as ``dropped``."""
+        with contextlib.suppress(OSError):
+            self._connection.sock.shutdown(socket.SHUT_RDWR)
+        self.finished.wait(10)
+
+
+def connections_on_distinct_workers(server, wanted: int = 2, tries: int = 40) -> list[http.client.HTTPConnection]:
+    """Kept-alive connections, each held by a different web worker (a model list tells which).
+    Use them within gunicorn's ``keepalive`` (5 s)."""
+    chosen: dict[int, http.client.HTTPConnection] = {}
+    workers = server.web_worker_pids()
+    for _ in range(tries):
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+        connection.request("GET", "/engines/v1/models")
+        connection.getresponse().read()
+        pid = serving_pid(server.port, connection.sock.getsockname()[1], workers)
+        if pid in chosen:
+            connection.close()
+            continue
+        chosen[pid] = connection
+        if len(chosen) == wanted:
+            return list(chosen.values())
+    raise AssertionError(f"{tries} connections reached only web workers {sorted(chosen)} of {workers}")
 
 
 def serving_pid(server_port: int, client_port: int, candidates: list[int], timeout: float = 10.0) -> int:

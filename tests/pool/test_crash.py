@@ -33,14 +33,27 @@ def test_worker_killed_mid_stream_fails_that_stream_and_recovers(private_server)
     assert status["restarts"] == 1 and status["pid"] != worker_pid
 
 
-def test_supervisor_killed_is_restarted(private_server):
+def test_supervisor_killed_is_restarted_and_adopts_its_worker(private_server):
     client = openai_client_for(private_server)
+    client.chat.completions.create(model="ai/smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=1)
     old = private_server.pool_status()
     os.kill(old["pid"], signal.SIGKILL)
     reply = client.chat.completions.create(model="ai/smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
     assert reply.choices[0].message.content
-    assert private_server.pool_status()["pid"] != old["pid"]
-    # The old supervisor's worker saw its parent die and left.
+    new = private_server.pool_status()
+    assert new["pid"] != old["pid"]
+    # The old supervisor's worker waited for the new one, which adopted it with its model loaded.
+    assert new["workers"][0]["pid"] == old["workers"][0]["pid"] and new["workers"][0]["alive"]
+    assert [r["model_path"] for r in new["runners"]] == [r["model_path"] for r in old["runners"]]
+    assert private_server.log().count("[worker cpu] INFO loaded ") == 1
+
+
+def test_a_worker_left_without_a_server_exits(private_server):
+    """Killing the master and the supervisor at once: nobody adopts the worker, which leaves."""
+    old = private_server.pool_status()
+    os.kill(old["pid"], signal.SIGKILL)
+    private_server.process.kill()
+    private_server.process.wait()
     assert wait_until(lambda: not pid_alive(old["workers"][0]["pid"]), timeout=15)
 
 

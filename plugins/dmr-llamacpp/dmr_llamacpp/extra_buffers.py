@@ -9,6 +9,10 @@ batch. If the child dies, models load with ``use_extra_bufts = False`` (plain CP
 same VM then decodes SmolLM2 at ≈ 88 tok/s). CPUs without AMX are not probed: there the extra
 buffers only repack weights for AVX2/NEON kernels, which work everywhere and are faster.
 
+A worker keeps the probe's verdict in the pool directory, keyed by the CPU, the kernel and the
+llama.cpp build (:mod:`dmr_llamacpp.probe_cache`), so the workers that start after it (a respawn
+after a crash above all) do not probe again.
+
 The operator can skip the probe either way with ``DMR_LLAMACPP_EXTRA_BUFFERS`` = ``on`` or ``off``
 (default ``auto``). ``DMR_LLAMACPP_PROBE_FORCE`` = ``crash`` makes the probe's child kill itself
 with SIGSEGV before it tries anything, so tests exercise the fallback on any CPU.
@@ -26,6 +30,8 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from dmr_llamacpp import probe_cache
 
 log = logging.getLogger("dmr.llamacpp")
 
@@ -57,8 +63,9 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     return frozenset()
 
 
-def decide(setting: str | None = None, flags: frozenset[str] | None = None) -> Verdict:
-    """The verdict for this process's CPU: the operator's setting, else the probe's answer."""
+def decide(setting: str | None = None, flags: frozenset[str] | None = None, cache_dir: Path | None = None) -> Verdict:
+    """The verdict for this process's CPU: the operator's setting, else the probe's answer (kept in
+    ``cache_dir``, when given, for the next worker: :mod:`dmr_llamacpp.probe_cache`)."""
     setting = (setting if setting is not None else os.environ.get(SETTING, "auto")).strip().lower() or "auto"
     if setting not in CHOICES:
         raise ValueError(f"{SETTING} must be one of {', '.join(CHOICES)}, not {setting!r}")
@@ -67,7 +74,18 @@ def decide(setting: str | None = None, flags: frozenset[str] | None = None) -> V
     flags = cpu_flags() if flags is None else flags
     if not AMX_FLAGS <= flags and not os.environ.get(FORCE):  # a forced answer is probed anywhere
         return Verdict(True, "the CPU reports no AMX; extra buffers (weight repacking) need no probe")
-    return run_probe()
+    return run_probe() if cache_dir is None else cached_probe(cache_dir / probe_cache.FILE_NAME)
+
+
+def cached_probe(path: Path) -> Verdict:
+    """The probe's verdict kept in ``path`` for this CPU and build, else a probe's (then kept)."""
+    key = probe_cache.probe_key(os.environ.get(FORCE, ""))
+    kept = probe_cache.load(path, key)
+    if kept is not None:
+        return Verdict(kept[0], f"{kept[1]} (kept from an earlier probe in {path.name})")
+    verdict = run_probe()
+    probe_cache.save(path, key, verdict.use_extra_buffers, verdict.reason)
+    return verdict
 
 
 def run_probe(timeout: float = PROBE_TIMEOUT) -> Verdict:
@@ -87,16 +105,19 @@ def run_probe(timeout: float = PROBE_TIMEOUT) -> Verdict:
 
 
 class CachedVerdict:
-    """One probe per process, started early (the worker's start hook) and awaited at load."""
+    """One probe per process, started early (the worker's start hook) and awaited at load; its
+    verdict is kept in ``cache_dir`` (the pool directory) for the workers that start after it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._verdict: Verdict | None = None
         self._thread: threading.Thread | None = None
+        self._cache_dir: Path | None = None
 
-    def start(self) -> None:
+    def start(self, cache_dir: Path | None = None) -> None:
         with self._lock:
             if self._thread is None and self._verdict is None:
+                self._cache_dir = cache_dir
                 self._thread = threading.Thread(target=self._settle, name="cpu-probe", daemon=True)
                 self._thread.start()
 
@@ -107,7 +128,7 @@ class CachedVerdict:
 
     def _settle(self) -> None:
         try:
-            verdict = decide()
+            verdict = decide(cache_dir=self._cache_dir)
         except ValueError as exc:  # a bad setting: say so, and stay on the safe side
             verdict = Verdict(False, f"{exc}; extra buffers off")
         self._verdict = verdict
