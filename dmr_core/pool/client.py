@@ -62,7 +62,9 @@ class PoolClient:
                 if time.monotonic() >= deadline:
                     raise EngineUnavailable("the inference pool is not running") from None
                 time.sleep(delay)
-                delay = min(delay * 2, 0.25)
+                # At most 50 ms: a failed connect to a Unix socket costs microseconds, and a new
+                # supervisor (a killed one's) listens within about 0.2 s.
+                delay = min(delay * 2, 0.05)
 
     def call_supervisor(self, message: dict[str, Any]) -> dict[str, Any]:
         path = str(self.pool_dir / SUPERVISOR_SOCKET)

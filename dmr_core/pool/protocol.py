@@ -8,7 +8,8 @@ worker socket and the effective context size; the connection then stays open whi
 and closing it releases the runner), ``runners``, ``unload``, ``configure``, ``configs`` and
 ``status``; to a worker ``{"op": "generate" | "embed" | "rank" | "images" | "count", "engine": …, "request": {…}}``
 (``images`` answers with its PNGs as base64 text),
-and from the supervisor ``load``, ``unload`` and ``loaded``. Frames a worker answers with, keyed
+and from the supervisor ``load``, ``unload`` and ``loaded``, and ``adopt`` from a supervisor that
+replaces a killed one (:mod:`dmr_core.pool.adoption`). Frames a worker answers with, keyed
 by ``k``: ``c`` a generation chunk (``t`` text, ``f`` finish reason, ``u`` usage), ``r`` a result,
 ``e`` an error (:meth:`dmr_core.errors.DmrError.to_dict`).
 """

@@ -5,7 +5,8 @@ already in its environment, so no engine import can see another device. Each cli
 carries one job; a loaded model runs as many jobs at once as its engine's ``parallel`` (they
 decode together; more queue, never cut each other off), and a job stops within one token once its
 client disconnects. What is loaded is decided by the supervisor's scheduler: it sends ``load`` and ``unload`` (a job for a model that is
-not loaded still loads it, so the worker never refuses work).
+not loaded still loads it, so the worker never refuses work). A supervisor killed under the worker
+does not end it: it goes on with its jobs and waits to be adopted by the next one (:mod:`dmr_core.pool.adoption`).
 """
 
 from __future__ import annotations

@@ -98,8 +98,10 @@ class Stream:
 
     def close(self) -> None:
         """Hang up (the server cancels the generation); the reading thread ends as ``dropped``."""
-        with contextlib.suppress(OSError):
-            self._connection.sock.shutdown(socket.SHUT_RDWR)
+        sock = self._connection.sock  # None once the stream ended and its connection closed
+        if sock is not None and not self.finished.is_set():
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self.finished.wait(10)
 
 

@@ -6,13 +6,15 @@ faulting AMX kernel does), so it is covered on every CPU, AMX or not.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
 import pytest
 
-from dmr_core.testing import openai_client_for, start_server, stop_server
-from dmr_llamacpp import extra_buffers
+from dmr_core.testing import openai_client_for, pid_alive, start_server, stop_server, wait_until
+from dmr_llamacpp import extra_buffers, probe_cache
 from dmr_llamacpp.extra_buffers import AMX_FLAGS, FORCE, SETTING, decide, run_probe
 
 NO_AMX = frozenset({"fpu", "sse2", "avx2", "avx512f"})
@@ -91,5 +93,42 @@ def test_the_server_serves_on_the_fallback_path_and_says_so(model_store, env, wo
         assert reply.choices[0].message.content
         assert [m["settings"]["use_extra_bufts"] for m in server.worker_stats()["models"]] == [False]
         assert f"llama.cpp CPU path: {words}" in server.log()
+    finally:
+        stop_server(server)
+
+
+def test_the_probes_verdict_is_kept_for_the_next_worker(clean_env, tmp_path):
+    clean_env.setenv(FORCE, "crash")
+    first = decide("auto", flags=AMX_FLAGS, cache_dir=tmp_path)
+    second = decide("auto", flags=AMX_FLAGS, cache_dir=tmp_path)  # no child this time
+    assert "SIGSEGV" in first.reason and "kept" not in first.reason
+    assert second.use_extra_buffers is False and "SIGSEGV" in second.reason
+    assert "kept from an earlier probe" in second.reason
+
+
+def test_a_verdict_kept_for_another_cpu_or_answer_is_not_used(tmp_path):
+    path = tmp_path / probe_cache.FILE_NAME
+    probe_cache.save(path, probe_cache.probe_key("crash"), True, "AMX probe passed")
+    assert probe_cache.load(path, probe_cache.probe_key("crash")) == (True, "AMX probe passed")
+    assert probe_cache.load(path, probe_cache.probe_key("")) is None  # not forced: another key
+    other_cpu = tmp_path / "cpuinfo"
+    other_cpu.write_text("processor\t: 0\nmodel name\t: Another Xeon\nflags\t\t: fpu amx_tile amx_int8\n")
+    assert probe_cache.probe_key("crash", other_cpu) != probe_cache.probe_key("crash")
+    path.write_text("{not json")
+    assert probe_cache.load(path, probe_cache.probe_key("crash")) is None
+
+
+def test_a_respawned_worker_takes_the_kept_verdict_instead_of_probing(model_store):
+    server = start_server(model_store, **{FORCE: "crash", SETTING: "auto"})
+    try:
+        chat = dict(model="ai/smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=1)
+        openai_client_for(server).chat.completions.create(**chat)
+        worker = server.pool_status()["workers"][0]["pid"]
+        os.kill(worker, signal.SIGKILL)
+        assert wait_until(lambda: not pid_alive(worker), timeout=15)
+        assert openai_client_for(server).chat.completions.create(**chat).choices
+        paths = [line for line in server.log().splitlines() if "llama.cpp CPU path:" in line]
+        assert len(paths) == 2, paths
+        assert "kept from an earlier probe" not in paths[0] and "kept from an earlier probe" in paths[1]
     finally:
         stop_server(server)
