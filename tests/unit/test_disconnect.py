@@ -4,6 +4,7 @@ and what the pool client makes of a job abandoned because of it."""
 import select
 import socket
 import time
+from pathlib import Path
 
 import gevent
 import pytest
@@ -114,6 +115,10 @@ def test_outside_a_request_there_is_nothing_to_watch():
     assert client_socket() is None
 
 
+def _no_resubmit():
+    raise AssertionError("a job whose worker read it is never sent again")
+
+
 def test_an_abandoned_job_ends_its_chunks_with_client_disconnected():
     sock, worker = socket.socketpair()
     lease, supervisor = socket.socketpair()
@@ -121,7 +126,7 @@ def test_an_abandoned_job_ends_its_chunks_with_client_disconnected():
         job = Job(sock, lease)
         job.abandon()
         with pytest.raises(ClientDisconnected):
-            list(PoolClient._chunks(job))
+            list(PoolClient(Path("unused"))._chunks(job, _no_resubmit))
         assert worker.recv(1) == b""  # the worker's side sees the end: its PeerWatch cancels the job
         assert sock.fileno() == -1 and lease.fileno() == -1  # both closed once the chunks ended
 
@@ -133,4 +138,4 @@ def test_a_job_that_ends_unabandoned_is_a_crashed_worker():
         send_frame(worker, {"k": "c", "t": "partial"})
         worker.close()
         with pytest.raises(WorkerCrashed):
-            list(PoolClient._chunks(Job(sock, lease)))
+            list(PoolClient(Path("unused"))._chunks(Job(sock, lease), _no_resubmit))
