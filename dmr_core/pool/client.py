@@ -14,6 +14,7 @@ read may be what killed it, so it is never sent twice.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import socket
 import time
@@ -39,6 +40,8 @@ from dmr_core.generation import (
 from dmr_core.pool.protocol import FrameReader, ProtocolError, request_reply, send_frame
 from dmr_core.pool.supervisor import SUPERVISOR_SOCKET
 
+#: How long a preload waits for the supervisor to confirm its reference is released.
+RELEASE_WAIT = 5.0
 _CRASHED = "the inference worker running this request exited unexpectedly; it is being restarted"
 
 
@@ -124,7 +127,12 @@ class PoolClient:
     def preload(self, spec: dict[str, Any]) -> None:
         """Take a reference on the runner for ``spec`` (the supervisor loads it first) and let go."""
         lease, _ = self._retrying(lambda: self._acquire(spec))
-        lease.close()
+        with lease:
+            # Released before we answer: an unload sent right after a preload finds the model idle.
+            lease.shutdown(socket.SHUT_WR)
+            lease.settimeout(RELEASE_WAIT)
+            with contextlib.suppress(OSError):
+                lease.recv(1)  # the supervisor closes its end once the reference is released
 
     # -- jobs ----------------------------------------------------------------------------------
 

@@ -294,6 +294,10 @@ class Scheduler:
         del self._runners[runner.key]
         self._pending.append(runner)
 
+    def evictions_pending(self) -> bool:
+        """Runners evicted that :meth:`flush` has not told their workers of yet."""
+        return bool(self._pending)
+
     def flush(self) -> None:
         """Tell workers to drop the runners evicted so far (the supervisor calls this after each
         operation; a load waits for it, so evicted memory is free before new memory is taken)."""

@@ -3,8 +3,8 @@
 It starts one inference worker per configured device, respawns a worker that dies, and is the one
 place that knows what is loaded where (:mod:`dmr_core.pool.scheduler`). A job's client first
 ``acquire``s a runner here (the reply names the worker socket and the effective context size) and
-keeps that connection open while the job runs: its closing releases the reference, so a web
-worker that dies cannot leak one. The supervisor tells workers to ``load`` and ``unload``; it never
+keeps that connection open while the job waits and runs: its closing releases the reference, so a web
+worker that dies cannot leak one (one thread watches every held lease, :mod:`dmr_core.pool.leases`). The supervisor tells workers to ``load`` and ``unload``; it never
 touches a model itself, so it has nothing that can crash with an engine. Tokens do not pass
 through it: clients talk to the chosen worker's socket directly.
 """
@@ -29,6 +29,7 @@ from dmr_core.pool.activity import activity_path, crash_report
 from dmr_core.pool.adoption import UNKNOWN_EXIT, AdoptedProcess, ask_to_adopt
 from dmr_core.pool.devices import Device, parse_devices, physical_cores, share_cpu_threads
 from dmr_core.pool.handlers import ConnectionThreads
+from dmr_core.pool.leases import LeaseWatch
 from dmr_core.pool.lifetime import die_with_parent
 from dmr_core.errors import DmrError, WorkerCrashed, error_from_dict
 from dmr_core.pool.protocol import FrameReader, ProtocolError, request_reply, send_frame
@@ -148,6 +149,8 @@ class Supervisor:
         self.scheduler = Scheduler(budgets, settings.max_queue, 300.0 if keep_alive is None else keep_alive,
                                    self._unload, settings.parallel)  # fmt: skip
         self._stopping = threading.Event()
+        self._threads = ConnectionThreads(self._handle, "pool")
+        self.leases = LeaseWatch()
 
     def start(self) -> None:
         for slot in self.slots:  # before serving: a request must find the adopted models loaded
@@ -217,23 +220,27 @@ class Supervisor:
                     raise
                 time.sleep(0.05)
 
-    def _serve_acquire(self, conn: socket.socket, message: dict[str, Any]) -> None:
-        """Answer with the worker to use, then hold the reference until the client hangs up."""
+    def _serve_acquire(self, conn: socket.socket, message: dict[str, Any]) -> bool:
+        """Answer with the worker to use, and hand ``conn`` to the lease watch, which releases the
+        reference when the client hangs up; False when the connection is over already."""
         try:
             runner = self.acquire(RunnerSpec.from_wire(message["spec"]))
         except DmrError as exc:
             send_frame(conn, {"k": "e", "error": exc.to_dict()})
-            return
+            return False
         try:
             send_frame(conn, {"k": "r", "result": {"socket": str(self.slots[runner.slot].socket_path),
                                                    "context_size": runner.context_size}})  # fmt: skip
-            while conn.recv(1):  # the job's client holds this connection open while its job runs
-                pass
         except OSError:
-            pass
-        finally:
-            self.scheduler.release(runner)
-            self.scheduler.flush()
+            self._release(runner)
+            return False
+        self.leases.hold(conn, lambda: self._release(runner))
+        return True
+
+    def _release(self, runner: Runner) -> None:
+        self.scheduler.release(runner)
+        if self.scheduler.evictions_pending():  # told on a pool thread: the lease watch never waits on a worker
+            self._threads.call(self.scheduler.flush)
 
     def preload(self, spec: RunnerSpec) -> None:
         """Load in the background (``_configure``); failures are logged, the next request sees them."""
@@ -295,20 +302,21 @@ class Supervisor:
         return [c.as_go() for c in self.scheduler.configs.values() if not wanted or c.model_id == wanted]
 
     def _handle(self, conn: socket.socket) -> None:
-        with conn:
+        held = False
+        try:
             message = FrameReader(conn).read()
-            if message is None:
-                return
-            if message.get("op") == "acquire":
-                self._serve_acquire(conn, message)
-            else:
+            if message is not None and message.get("op") == "acquire":
+                held = self._serve_acquire(conn, message)
+            elif message is not None:
                 send_frame(conn, self.answer(message))
+        finally:
+            if not held:
+                conn.close()
 
     def serve(self, listener: socket.socket) -> None:
-        threads = ConnectionThreads(self._handle, "lease")
         while True:
             conn, _ = listener.accept()
-            threads.submit(conn)
+            self._threads.submit(conn)
 
     def shutdown(self) -> None:
         self._stopping.set()

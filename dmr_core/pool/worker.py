@@ -12,6 +12,7 @@ does not end it: it goes on with its jobs and waits to be adopted by the next on
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import faulthandler
 import fcntl
@@ -22,6 +23,7 @@ import struct
 import termios
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -171,16 +173,36 @@ class JobStats:
 
 class LoadedModel:
     """An engine instance plus the slots that bound how many of its jobs run at once
-    (``engine.parallel``; one makes them take turns)."""
+    (``engine.parallel``; one makes them take turns). A job that finds no slot free waits in line
+    without a thread: the job that frees a slot hands it to the first in line."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.slots = threading.Semaphore(max(1, engine.parallel))
-        self._state = threading.Lock()  # guards running / retired / closed
+        self._state = threading.Lock()  # guards the slots, the line and running / retired / closed
+        self._free = max(1, engine.parallel)
+        self._line: collections.deque[Callable[[], None]] = collections.deque()
         self.running = 0
         #: Unloaded: a job that still reaches it loads the model again instead.
         self.retired = False
         self.closed = False
+
+    def take_slot(self, start: Callable[[], None]) -> bool:
+        """True with a slot taken now; else ``start`` is queued, to be called with the slot held
+        when its turn comes (by :meth:`give_slot`)."""
+        with self._state:
+            if self._free:
+                self._free -= 1
+                return True
+            self._line.append(start)
+            return False
+
+    def give_slot(self) -> Callable[[], None] | None:
+        """Free a slot; or, when a job waits, what starts it: the slot passes to it."""
+        with self._state:
+            if self._line:
+                return self._line.popleft()
+            self._free += 1
+            return None
 
     def enter(self) -> bool:
         """Take a running place (a slot is held); False if the model was retired meanwhile."""
@@ -236,6 +258,7 @@ class Worker:
             guardianship.busy = lambda: self.jobs.running
         self.activity = ActivityRecord(activity_path(info.socket_path))  # read by the supervisor after a crash
         self._load_lock = threading.Lock()
+        self._threads = ConnectionThreads(self.handle, "job")
 
     # -- models --------------------------------------------------------------------------------
 
@@ -292,27 +315,35 @@ class Worker:
     # -- jobs ----------------------------------------------------------------------------------
 
     def handle(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                message = FrameReader(conn).read()
-                if message is not None and message.get("op") == "adopt":
-                    self._adopt(conn, message)  # not an operation: the adopter's life-line, held for its life
-                elif message is not None:
-                    with self.activity.doing(describe(message)):
-                        self._dispatch(conn, message)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client went away; its job is over
-            except DmrError as exc:
-                self._send_error(conn, exc)
-            except Exception as exc:
-                log.exception("job failed")
-                self._send_error(conn, EngineError(f"{type(exc).__name__}: {exc}"))
+        message = None
+        with self._job_errors(conn):
+            message = FrameReader(conn).read()
+        if message is not None and (message.get("op") == "generate" or message.get("op") in ONE_RESULT_OPS):
+            self._admit(conn, message)  # owns conn from here
+            return
+        with conn, self._job_errors(conn):
+            if message is not None and message.get("op") == "adopt":
+                self._adopt(conn, message)  # not an operation: the adopter's life-line, held for its life
+            elif message is not None:
+                with self.activity.doing(describe(message)):
+                    self._dispatch(conn, message)
+
+    @contextlib.contextmanager
+    def _job_errors(self, conn: socket.socket):
+        """A failure becomes the job's error frame; a client gone away ends it quietly."""
+        try:
+            yield
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away; its job is over
+        except DmrError as exc:
+            self._send_error(conn, exc)
+        except Exception as exc:
+            log.exception("job failed")
+            self._send_error(conn, EngineError(f"{type(exc).__name__}: {exc}"))
 
     def _dispatch(self, conn: socket.socket, message: dict[str, Any]) -> None:
         op = message.get("op")
-        if op == "generate" or op in ONE_RESULT_OPS:
-            self._run_job(conn, message)
-        elif op == "count":
+        if op == "count":
             send_frame(conn, {"k": "r", "result": self._count(message)})
         elif op == "load":
             key = (message["engine"], message["model_path"], Mode(message["mode"]), message["context_size"])
@@ -336,53 +367,85 @@ class Worker:
         answer = {"pid": os.getpid(), "runners": self.held_runners()}
         self.guardianship.adopt(conn, message.get("server"), answer)
 
-    def _run_job(self, conn: socket.socket, message: dict[str, Any]) -> None:
+    # A job goes: _admit (read, check, load) → a slot (at once, or later from the job that frees
+    # one; no thread waits meanwhile) → _run_in_slot → _finish. Its connection stays open throughout.
+
+    def _admit(self, conn: socket.socket, message: dict[str, Any]) -> None:
         self.jobs.start()
-        outcome = "failed"
         try:
-            if message["op"] == "generate":
-                outcome = "cancelled" if self._generate(conn, message) else "completed"
-            else:
-                self._one_result(conn, message)
-                outcome = "completed"
-        except ClientDisconnected:  # an engine stopped a job whose client left (generate_images)
-            outcome = "cancelled"
-            raise
+            with self.activity.doing(describe(message)):
+                request, mode = job_request(message)
+                if mode is Mode.COMPLETION:
+                    self._check_prompt_size(message["engine"], request)
+                loaded = self.model_for(message["engine"], request.model_path, mode, request.context_size)
+        except BaseException as exc:
+            self._finish(conn, "failed", exc)
+            return
+        self._wait_for_slot(conn, message, request, mode, loaded)
+
+    def _wait_for_slot(self, conn, message, request, mode: Mode, loaded: LoadedModel) -> None:
+        def start() -> None:  # later, on a pool thread, with the slot held
+            self._threads.call(lambda: self._run_in_slot(conn, message, request, mode, loaded))
+
+        if loaded.take_slot(start):
+            self._run_in_slot(conn, message, request, mode, loaded)
+
+    def _run_in_slot(self, conn, message, request, mode: Mode, loaded: LoadedModel) -> None:
+        if not loaded.enter():  # unloaded while the job waited: load it again, and wait there
+            self._pass_slot(loaded)
+            try:
+                loaded = self.model_for(message["engine"], request.model_path, mode, request.context_size)
+            except BaseException as exc:
+                self._finish(conn, "failed", exc)
+                return
+            self._wait_for_slot(conn, message, request, mode, loaded)
+            return
+        outcome, error = "failed", None
+        try:
+            with self.activity.doing(describe(message)):
+                if message["op"] == "generate":
+                    outcome = "cancelled" if self._generate(conn, request, loaded) else "completed"
+                else:
+                    self._one_result(conn, message, request, loaded)
+                    outcome = "completed"
+        except ClientDisconnected as exc:  # an engine stopped a job whose client left (generate_images)
+            outcome, error = "cancelled", exc
+        except BaseException as exc:
+            error = exc
+        finally:
+            loaded.leave()
+            self._pass_slot(loaded)
+        self._finish(conn, outcome, error)
+
+    def _pass_slot(self, loaded: LoadedModel) -> None:
+        start = loaded.give_slot()
+        if start is not None:
+            start()
+
+    def _finish(self, conn: socket.socket, outcome: str, error: BaseException | None) -> None:
+        """End a job: its error frame if it failed, its connection closed, its outcome counted."""
+        try:
+            with conn, self._job_errors(conn):
+                if error is not None:
+                    raise error
         finally:
             self.jobs.end(outcome)
 
-    def _generate(self, conn: socket.socket, message: dict[str, Any]) -> bool:
+    def _generate(self, conn: socket.socket, request, loaded: LoadedModel) -> bool:
         """Run a generation job; True when it ended because the client went away."""
-        request = request_from_wire(message["request"])
         cancelled = PeerWatch(conn)
-        self._check_prompt_size(message["engine"], request)
-        with self._locked(message["engine"], request.model_path, Mode.COMPLETION, request.context_size) as loaded:
-            if cancelled():
-                return True
-            sender = ChunkSender(conn, self.settings.stream_flush_interval)
-            try:
-                for chunk in loaded.engine.generate(request, cancelled):
-                    sender.add(chunk)
-            except (BrokenPipeError, ConnectionResetError):
-                cancelled.gone = True  # the client went away between two tokens
-            finally:
-                if not cancelled.gone:
-                    sender.flush()
+        if cancelled():  # it left while the job waited for its slot
+            return True
+        sender = ChunkSender(conn, self.settings.stream_flush_interval)
+        try:
+            for chunk in loaded.engine.generate(request, cancelled):
+                sender.add(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            cancelled.gone = True  # the client went away between two tokens
+        finally:
+            if not cancelled.gone:
+                sender.flush()
         return cancelled.gone
-
-    @contextlib.contextmanager
-    def _locked(self, engine_name: str, model_path: str, mode: Mode, context_size: int | None):
-        """The loaded model, one of its slots held; loaded again if it was unloaded while the job waited."""
-        while True:
-            loaded = self.model_for(engine_name, model_path, mode, context_size)
-            with loaded.slots:
-                if loaded.enter():
-                    try:
-                        yield loaded
-                    finally:
-                        loaded.leave()
-                    return
-            # unloaded between our lookup and our turn: look it up again
 
     def _check_prompt_size(self, engine_name: str, request) -> None:
         """``max_prompt_tokens``: a longer prompt is refused before it waits for a slot (counting
@@ -403,13 +466,11 @@ class Worker:
         loaded = self.model_for(message["engine"], request.model_path, Mode.COMPLETION, request.context_size)
         return loaded.engine.count_tokens(request)
 
-    def _one_result(self, conn: socket.socket, message: dict[str, Any]) -> None:
+    def _one_result(self, conn: socket.socket, message: dict[str, Any], request, loaded: LoadedModel) -> None:
         """An ``embed``, ``rank`` or ``images`` job: one call on the model loaded for that mode, one reply."""
-        from_wire, mode, method, result_to_wire = ONE_RESULT_OPS[message["op"]]
-        request = from_wire(message["request"])
-        with self._locked(message["engine"], request.model_path, mode, request.context_size) as loaded:
-            call = getattr(loaded.engine, method)
-            result = call(request, PeerWatch(conn)) if method in CANCELLABLE_METHODS else call(request)
+        _, _, method, result_to_wire = ONE_RESULT_OPS[message["op"]]
+        call = getattr(loaded.engine, method)
+        result = call(request, PeerWatch(conn)) if method in CANCELLABLE_METHODS else call(request)
         send_frame(conn, {"k": "r", "result": result_to_wire(result)})
 
     @staticmethod
@@ -422,10 +483,17 @@ class Worker:
     # -- serving -------------------------------------------------------------------------------
 
     def serve(self, listener: socket.socket) -> None:
-        threads = ConnectionThreads(self.handle, "job")
         while True:
             conn, _ = listener.accept()
-            threads.submit(conn)
+            self._threads.submit(conn)
+
+
+def job_request(message: dict[str, Any]) -> tuple[Any, Mode]:
+    """A job message's request and the mode its model is loaded in."""
+    if message["op"] == "generate":
+        return request_from_wire(message["request"]), Mode.COMPLETION
+    from_wire, mode, _, _ = ONE_RESULT_OPS[message["op"]]
+    return from_wire(message["request"]), mode
 
 
 def bind_atomically(path: Path) -> socket.socket:

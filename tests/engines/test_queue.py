@@ -1,6 +1,9 @@
 """With one slot a loaded model runs one job at a time; at most ``max_queue`` more wait, the rest
 get a 503 (test_parallel.py checks the same past two slots)."""
 
+import os
+import time
+
 from dmr_core.testing import wait_until
 from tests.engines.conftest import HeldStream, InThread, chat, ollama_generate
 
@@ -22,3 +25,29 @@ def test_full_queue_is_503(server_with):
     finally:
         running.close()
     assert waiting.result().status_code == 200
+
+
+def _threads(pid):
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def test_a_waiting_request_holds_no_thread_in_the_pool(server_with):
+    """DMR_MAX_QUEUE is 512 by default: a thread per waiting request in the supervisor (its lease)
+    or the worker (its turn) would be a thousand threads for one model's full queue."""
+    server = server_with(DMR_PARALLEL="1", DMR_MAX_QUEUE="64")
+    pids = server.pool_pids()  # the supervisor, then the worker
+    running = HeldStream(server)
+    try:
+        one = InThread(lambda: chat(server, max_tokens=1))
+        assert wait_until(lambda: server.worker_stats()["jobs"]["running"] == 2, timeout=30)
+        time.sleep(0.5)  # the threads that took the connections are idle again
+        before = [_threads(pid) for pid in pids]
+        waiting = [InThread(lambda: chat(server, max_tokens=1)) for _ in range(40)]
+        assert wait_until(lambda: server.worker_stats()["jobs"]["running"] == 42, timeout=60)
+        after = [_threads(pid) for pid in pids]
+        # A burst of 40 connections may start a few threads at once; 40 waiting must not keep 40.
+        assert all(grown - had < 10 for had, grown in zip(before, after)), (before, after)
+    finally:
+        running.close()
+    assert one.result().status_code == 200
+    assert all(request.result().status_code == 200 for request in waiting)

@@ -1,0 +1,86 @@
+"""The supervisor's watch on held leases: one thread for all of them.
+
+A job's client keeps its ``acquire`` connection open while the job waits and runs, and closes it
+when done (:mod:`dmr_core.pool.supervisor`). A thread blocked on each such connection would cost
+one thread per waiting request, and a model's queue is 512 deep by default; here one thread polls
+every held lease and calls its ``end`` when the client hangs up (or dies: the kernel closes its
+end, so a lease never leaks).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import selectors
+import socket
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger("dmr.pool")
+
+
+class LeaseWatch:
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._added: queue.SimpleQueue[tuple[socket.socket, Callable[[], None]]] = queue.SimpleQueue()
+        # The selector is only touched by the watch thread; other threads add leases through
+        # _added and wake it with a byte on this pair.
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self._selector.register(self._wake_reader, selectors.EVENT_READ, None)
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def hold(self, conn: socket.socket, end: Callable[[], None]) -> None:
+        """Own ``conn`` from now on: close it and call ``end()`` once its client hangs up."""
+        self._start()
+        self._added.put((conn, end))
+        self._wake_writer.send(b"\0")
+
+    def held(self) -> int:
+        """How many leases are held now (the wake-up socket aside)."""
+        return len(self._selector.get_map()) - 1
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="leases", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            for key, _ in self._selector.select():
+                if key.data is None:
+                    self._take_added()
+                else:
+                    self._check(key.fileobj, key.data)
+
+    def _take_added(self) -> None:
+        try:
+            while self._wake_reader.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                conn, end = self._added.get_nowait()
+            except queue.Empty:
+                return
+            self._selector.register(conn, selectors.EVENT_READ, end)
+
+    def _check(self, conn: socket.socket, end: Callable[[], None]) -> None:
+        """Readable: a byte (clients send none, but a stray one keeps the lease) or the hang-up."""
+        try:
+            if conn.recv(1, socket.MSG_DONTWAIT):
+                return
+        except BlockingIOError:
+            return
+        except OSError:
+            pass  # reset by a dying client: over just the same
+        self._selector.unregister(conn)
+        try:
+            end()
+        except Exception:  # the watch must outlive any one lease
+            log.exception("releasing a lease failed")
+        finally:
+            conn.close()  # after end(): a client that waits for this close knows it is released
