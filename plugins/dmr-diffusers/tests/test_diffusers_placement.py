@@ -59,3 +59,30 @@ def test_a_dduf_entry_outside_the_pipeline_is_refused(tmp_path, tiny_dduf):
         with dduf.unpacked(hostile):
             pass
     assert not (tmp_path.parent / "escape.json").exists()
+
+
+def test_pictures_are_drawn_on_one_thread_whichever_thread_asks(tiny_diffusers_dir):
+    """libgomp gives each thread that starts torch work a team of OpenMP threads of its own; the
+    pool's job threads vary, so the engine draws on one thread of its own (else idle teams pile up)."""
+    import threading
+
+    from dmr_core.engines.base import RunnerConfig
+    from dmr_core.generation import ImageRequest, Mode
+    from dmr_diffusers.engine import DiffusersEngine
+
+    engine = DiffusersEngine(str(tiny_diffusers_dir), Mode.IMAGE_GENERATION, RunnerConfig(threads=1))
+    engine.load()
+    try:
+        drawn_on, pipeline = set(), engine._pipeline
+        engine._pipeline = lambda **kw: drawn_on.add(threading.get_ident()) or pipeline(**kw)
+        engine._pipeline.__dict__.update(unet=pipeline.unet, vae_scale_factor=pipeline.vae_scale_factor)
+        job = ImageRequest(engine.model_path, "a cat", 64, 64, num_inference_steps=2, seed=1)
+        askers = [threading.Thread(target=engine.generate_images, args=(job, lambda: False)) for _ in range(3)]
+        for asker in askers:
+            asker.start()
+            asker.join()
+        assert len(drawn_on) == 1 and threading.get_ident() not in drawn_on
+        assert engine.generate_images(job, lambda: False).images  # and from this thread: the same one
+        assert len(drawn_on) == 1
+    finally:
+        engine.close()
