@@ -91,6 +91,8 @@ def _check_keyword(keyword: str, value: Any, param: str, where: str) -> None:
             _refuse(param, where, f"has an unknown type {value!r}")
     elif keyword == "format" and value not in FORMATS:
         _refuse(param, where, f"uses format '{value}' (supported: {', '.join(sorted(FORMATS))})")
+    elif keyword in ("anyOf", "oneOf", "enum") and value == []:
+        _refuse(param, where, f"has an empty '{keyword}', which no value matches")
     elif keyword == "$ref" and not str(value).startswith("#/"):
         _refuse(param, where, f"refers to '{value}' (only local '#/...' references are supported)")
 

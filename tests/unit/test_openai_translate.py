@@ -304,7 +304,8 @@ def test_json_schema_response_format_keeps_the_schema(server, sdk):
 @pytest.mark.parametrize(
     "spec",
     [{"type": "integer", "minimum": 3}, {"type": "object", "properties": {"a": {"not": {"type": "string"}}}},
-     {"type": "string", "format": "email"}, {"$ref": "https://example.com/schema.json"}, {"type": "tuple"}],
+     {"type": "string", "format": "email"}, {"$ref": "https://example.com/schema.json"}, {"type": "tuple"},
+     {"anyOf": []}, {"type": "object", "properties": {"a": {"oneOf": []}}}, {"enum": []}],  # match nothing
 )  # fmt: skip
 def test_schemas_a_grammar_cannot_enforce_are_rejected_naming_response_format(server, sdk, spec):
     error = rejected_chat(server, sdk, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": spec}})

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
+import re
 from dataclasses import dataclass
 
 from dmr_core import toolcalls
@@ -24,6 +26,13 @@ from dmr_core.generation import GenerationRequest, ResponseFormat
 JSON_CHAR = r'[^"\\\x7F\x00-\x1F] | [\\] (["\\bfnrt] | "u" [0-9a-fA-F]{4})'
 #: The lazy grammar wakes at the first ``<tool_call>`` the model writes (whole-buffer regex).
 CALL_TRIGGER = r"[\s\S]*?(" + toolcalls.OPEN + r")[\s\S]*"
+#: What a GBNF literal must escape: its quote, its backslash (the Python port leaves backslashes raw,
+#: so a JSON constant holding ``\b`` became a GBNF escape llama.cpp rejects, and ``\\`` matched the
+#: wrong text), and control characters (a raw NUL would end the C string the grammar is passed as).
+_LITERAL_SPECIAL = re.compile(r'["\\\x00-\x1F\x7F]')
+_LITERAL_ESCAPES = {'"': '\\"', "\\": "\\\\", "\r": "\\r", "\n": "\\n", "\t": "\\t"}
+#: One JSON escape (a ``\u`` one with the next, to keep surrogate pairs together).
+_JSON_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}(?:\\u[0-9a-fA-F]{4})?|.)")
 
 
 @dataclass(frozen=True)
@@ -32,16 +41,19 @@ class GrammarPlan:
 
     gbnf: str
     triggers: tuple[str, ...] = ()
+    #: The request parameter(s) whose schemas made it, for an error if llama.cpp refuses it.
+    param: str = "response_format"
 
 
 def plan_for(request: GenerationRequest) -> GrammarPlan | None:
     tools = toolcalls.enabled(request)
     answer = answer_schema(request.response_format)
     if tools and toolcalls.forced(request.tool_choice):
-        return GrammarPlan(_build(request, None, with_calls=True))
+        return GrammarPlan(_build(request, None, with_calls=True), param="tools")
     if tools:
         triggers = () if answer is not None else (CALL_TRIGGER,)
-        return GrammarPlan(_build(request, answer, with_calls=True), triggers)
+        return GrammarPlan(_build(request, answer, with_calls=True), triggers,
+                           "tools" if answer is None else "tools' and 'response_format")
     if answer is not None:
         return GrammarPlan(_build(request, answer, with_calls=False))
     return None
@@ -60,6 +72,7 @@ def _build(request: GenerationRequest, answer: dict | None, with_calls: bool) ->
 
     order = {"name": 0, "arguments": 1}  # a call's name first, so streams can announce it early
     converter = SchemaConverter(prop_order=order, allow_fetch=False, dotall=False, raw_pattern=False)
+    converter._format_literal = gbnf_literal  # llama.cpp's escaping, which the Python port lacks
     roots = []
     if answer is not None:
         roots.append(_visit(converter, answer, "answer", "response_format"))
@@ -68,7 +81,24 @@ def _build(request: GenerationRequest, answer: dict | None, with_calls: bool) ->
     converter._rules["root"] = " | ".join(roots)
     if "char" in converter._rules:
         converter._rules["char"] = JSON_CHAR
+    if any(not body.strip() for body in converter._rules.values()):  # llama.cpp refuses an empty rule
+        param = "tools" if with_calls else "response_format"
+        raise InvalidRequest(f"'{param}': a JSON Schema in it has an empty 'enum', 'anyOf' or 'oneOf', "
+                             "which no value matches", param=param)
     return converter.format_grammar()
+
+
+def gbnf_literal(text: str) -> str:
+    """The JSON text ``text`` as a GBNF literal that matches exactly it, with non-ASCII characters
+    raw (UTF-8, as llama.cpp's converter writes them) where the port's ``json.dumps`` escaped them."""
+    text = _JSON_ESCAPE.sub(_raw_if_printable, text)
+    return '"' + _LITERAL_SPECIAL.sub(lambda m: _LITERAL_ESCAPES.get(m[0]) or f"\\x{ord(m[0]):02X}", text) + '"'
+
+
+def _raw_if_printable(escape: re.Match) -> str:
+    decoded = json.loads(f'"{escape[0]}"')
+    plain = all(ord(c) >= 0x80 and not 0xD800 <= ord(c) < 0xE000 for c in decoded)
+    return decoded if plain else escape[0]  # a lone surrogate or an ASCII escape stays JSON's text
 
 
 def _call_rules(converter, request: GenerationRequest) -> str:

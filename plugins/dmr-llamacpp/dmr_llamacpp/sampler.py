@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from dmr_core.errors import EngineError
+from dmr_core.errors import EngineError, InvalidRequest
 from dmr_core.generation import TokenLogprob, TopLogprob
 from dmr_llamacpp.pieces import token_piece
 
@@ -91,8 +91,9 @@ class SamplerChain:
             )
         else:
             sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf, b"root")
-        if not sampler:
-            raise EngineError("llama.cpp rejected the generated grammar")
+        if not sampler:  # a schema the converter turned into GBNF that llama.cpp cannot parse
+            raise InvalidRequest(f"'{plan.param}': llama.cpp cannot enforce this JSON Schema while generating "
+                                 "(it rejected the grammar made from it)", param=plan.param.split("'")[0])
         holder = _internals.LlamaSampler()
         llama_cpp.llama_sampler_chain_add(holder.sampler, sampler)
         return holder

@@ -107,6 +107,30 @@ def test_json_schema_answer_validates(engine):
     jsonschema.validate(json.loads(text), schema)
 
 
+#: Names and constants whose JSON text holds escapes: the fuzzer's ``\b`` name was a 500 (the grammar
+#: llama.cpp rejected: the Python converter left JSON's backslashes raw in GBNF literals).
+ODD_TEXTS = ("\b", 'say "hi"', "back\\slash", "tab\tnew\nline", "°C", "caf\u00e9", "\U0001F600", "nul\x00")
+
+
+@pytest.mark.parametrize("odd", ODD_TEXTS)
+def test_names_and_constants_with_json_escapes_come_out_exactly(engine, odd):
+    schema = {"type": "object", "properties": {odd: {"const": odd}}, "required": [odd], "additionalProperties": False}
+    tool = ToolSpec(odd, "", schema)
+    text, calls, finish = run(engine, messages=ASK, tools=(tool,), tool_choice=ToolChoice("function", odd, parallel=False),
+                              sampling=SamplingParams(max_tokens=80, temperature=0))  # fmt: skip
+    assert finish is FinishReason.TOOL_CALLS, text
+    assert calls == [(odd, calls[0][1])] and json.loads(calls[0][1]) == {odd: odd}
+
+
+@pytest.mark.parametrize("empty", ["anyOf", "oneOf", "enum"])
+def test_a_tool_schema_no_value_matches_is_a_400_naming_tools(empty):
+    # It was a 500: the converter wrote an empty rule, which llama.cpp's GBNF parser refuses.
+    tool = ToolSpec("f", "", {"type": "object", "properties": {"a": {empty: []}}, "required": ["a"]})
+    with pytest.raises(InvalidRequest) as info:
+        grammar.plan_for(GenerationRequest("m", messages=ASK, tools=(tool,), tool_choice=ToolChoice("required")))
+    assert info.value.param == "tools"
+
+
 def test_json_strings_never_hold_raw_control_characters():
     gbnf = grammar.plan_for(GenerationRequest("m", messages=ASK, response_format=ResponseFormat("json_object"))).gbnf
     assert "char ::= " + grammar.JSON_CHAR in gbnf
