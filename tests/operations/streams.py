@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
+import signal
 import socket
 import threading
 import time
@@ -105,23 +107,37 @@ class Stream:
         self.finished.wait(10)
 
 
-def connections_on_distinct_workers(server, wanted: int = 2, tries: int = 40) -> list[http.client.HTTPConnection]:
+def connections_on_distinct_workers(server, wanted: int = 2) -> list[http.client.HTTPConnection]:
     """Kept-alive connections, each held by a different web worker (a model list tells which).
-    Use them within gunicorn's ``keepalive`` (5 s)."""
-    chosen: dict[int, http.client.HTTPConnection] = {}
+    Use them within gunicorn's ``keepalive`` (5 s).
+
+    The kernel does not spread accepts over processes sharing a listening socket (40 connections in a
+    row once all went to one worker), so the other workers are stopped while each one accepts."""
     workers = server.web_worker_pids()
-    for _ in range(tries):
-        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
-        connection.request("GET", "/engines/v1/models")
-        connection.getresponse().read()
-        pid = serving_pid(server.port, connection.sock.getsockname()[1], workers)
-        if pid in chosen:
-            connection.close()
-            continue
-        chosen[pid] = connection
-        if len(chosen) == wanted:
-            return list(chosen.values())
-    raise AssertionError(f"{tries} connections reached only web workers {sorted(chosen)} of {workers}")
+    connections = []
+    for pid in workers[:wanted]:
+        others = [w for w in workers if w != pid]
+        with _stopped(others):
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+            connection.request("GET", "/engines/v1/models")
+            connection.getresponse().read()
+        assert serving_pid(server.port, connection.sock.getsockname()[1], workers) == pid
+        connections.append(connection)
+    assert len(connections) == wanted, f"{wanted} web workers wanted, there are {workers}"
+    return connections
+
+
+@contextlib.contextmanager
+def _stopped(pids: list[int]):
+    """``pids`` stopped (SIGSTOP) for the block, continued however it ends."""
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 def serving_pid(server_port: int, client_port: int, candidates: list[int], timeout: float = 10.0) -> int:
