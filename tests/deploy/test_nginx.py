@@ -49,8 +49,8 @@ def test_a_streamed_chat_arrives_token_by_token(client):
     # Buffered by a proxy, the text comes at the end in one burst (checked: nginx with buffering on).
     # Unbuffered, it comes in frames (dmr coalesces tokens for at most stream_flush_interval, 50 ms),
     # spread over the whole generation.
-    assert len(arrivals) >= 8 and duration > 0.3, (len(arrivals), duration)
-    assert bursts(arrivals) >= 8, f"{bursts(arrivals)} bursts over {duration:.2f}s: buffered somewhere"
+    # (40 tokens make 7 to 12 frames here, as fast as the machine decodes them.)
+    assert bursts(arrivals) >= 5 and duration > 0.2, f"{bursts(arrivals)} bursts over {duration:.2f}s: buffered somewhere"
     assert sum(1 for t in arrivals if t < arrivals[0] + duration / 2) >= len(arrivals) // 4
 
 

@@ -42,11 +42,13 @@ def test_a_waiting_request_holds_no_thread_in_the_pool(server_with):
         assert wait_until(lambda: server.worker_stats()["jobs"]["running"] == 2, timeout=30)
         time.sleep(0.5)  # the threads that took the connections are idle again
         before = [_threads(pid) for pid in pids]
-        waiting = [InThread(lambda: chat(server, max_tokens=1)) for _ in range(40)]
-        assert wait_until(lambda: server.worker_stats()["jobs"]["running"] == 42, timeout=60)
+        waiting = []
+        for queued in range(3, 43):  # one at a time: a burst may start threads at once (kept, not held)
+            waiting.append(InThread(lambda: chat(server, max_tokens=1)))
+            assert wait_until(lambda: server.worker_stats()["jobs"]["running"] == queued, timeout=30)
         after = [_threads(pid) for pid in pids]
-        # A burst of 40 connections may start a few threads at once; 40 waiting must not keep 40.
-        assert all(grown - had < 10 for had, grown in zip(before, after)), (before, after)
+        # A thread held per waiting request would be 40 more in one process or the other.
+        assert all(grown - had < 5 for had, grown in zip(before, after)), (before, after)
     finally:
         running.close()
     assert one.result().status_code == 200
