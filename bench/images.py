@@ -14,8 +14,10 @@ time from request to first byte of the answer for a cold model (unloaded first: 
 next to the in-process load + first picture.
 
     .venv/bin/python bench/images.py [--sizes 64 256] [--rounds 5] [--requests 8] [--steps 2]
-        [--threads 2] [--quick]
+        [--threads 2] [--clients 1] [--quick]
 
+``--clients 2``: two HTTP clients at once, so one request's HTTP and pool hops overlap the other's
+picture (the throughput a busy server gives; the in-process side stays one caller).
 ``--quick``: one round of two requests at 64×64 (a smoke run of about 30 seconds).
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import concurrent.futures
 import statistics
 import sys
 import tempfile
@@ -65,32 +68,40 @@ def body(side: int, steps: int, seed: int) -> dict:
     return {"model": MODEL, "prompt": PROMPT, "size": f"{side}x{side}", "num_inference_steps": steps, "seed": seed}
 
 
-def through_server(session: requests.Session, url: str, side: int, steps: int, count: int) -> float:
-    """Images/s of ``count`` one-picture requests, each answer's PNG decoded."""
+def through_server(sessions: list[requests.Session], url: str, side: int, steps: int, count: int) -> float:
+    """Images/s of ``count`` one-picture requests, each answer's PNG decoded, sent by as many
+    clients at once as there are ``sessions`` (each waits for its answer before the next)."""
+
+    def client(session: requests.Session, seeds: range) -> None:
+        for seed in seeds:
+            reply = session.post(url, json=body(side, steps, seed), timeout=600)
+            reply.raise_for_status()
+            assert base64.b64decode(reply.json()["data"][0]["b64_json"])
+
     started = time.perf_counter()
-    for seed in range(count):
-        reply = session.post(url, json=body(side, steps, seed), timeout=600)
-        reply.raise_for_status()
-        assert base64.b64decode(reply.json()["data"][0]["b64_json"])
+    with concurrent.futures.ThreadPoolExecutor(len(sessions)) as clients:
+        shares = [range(i, count, len(sessions)) for i in range(len(sessions))]
+        for done in [clients.submit(client, session, seeds) for session, seeds in zip(sessions, shares)]:
+            done.result()
     return count / (time.perf_counter() - started)
 
 
-def compare(engine, server, sizes: list[int], rounds: int, count: int, steps: int) -> None:
-    session = requests.Session()
+def compare(engine, server, sizes: list[int], rounds: int, count: int, steps: int, clients: int) -> None:
+    sessions = [requests.Session() for _ in range(clients)]
     url = server.url + URL
     for side in sizes:  # warm both (the server's runner loads on its first request)
         in_process(engine, side, steps, 1)
-        through_server(session, url, side, steps, 1)
+        through_server(sessions, url, side, steps, len(sessions))
     for side in sizes:
         local, remote = [], []
         for turn in range(rounds):  # interleaved, the order alternating, so drift hits both alike
             pair = [lambda: local.append(in_process(engine, side, steps, count)),
-                    lambda: remote.append(through_server(session, url, side, steps, count))]  # fmt: skip
+                    lambda: remote.append(through_server(sessions, url, side, steps, count))]  # fmt: skip
             for run in pair if turn % 2 == 0 else pair[::-1]:
                 run()
         a, b = statistics.median(local), statistics.median(remote)
         print(f"{side}x{side}, {steps} steps: in-process {a:7.2f} img/s   server {b:7.2f} img/s   "
-              f"ratio {b / a:.3f}   (rounds {rounds} x {count})", flush=True)  # fmt: skip
+              f"ratio {b / a:.3f}   (rounds {rounds} x {count}, {clients} client(s))", flush=True)  # fmt: skip
 
 
 def cold_first_byte(server, folder: Path, threads: int, side: int, steps: int) -> None:
@@ -116,6 +127,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=1, help="HTTP clients sending requests at once")
     parser.add_argument("--quick", action="store_true", help="one round of two requests at 64x64 (smoke run)")
     args = parser.parse_args()
     if args.quick:
@@ -127,7 +139,7 @@ def main() -> None:
     server = start_server(store, DMR_THREADS=str(args.threads))
     try:
         engine = load_engine(folder, args.threads)
-        compare(engine, server, args.sizes, args.rounds, args.requests, args.steps)
+        compare(engine, server, args.sizes, args.rounds, args.requests, args.steps, args.clients)
         engine.close()
         cold_first_byte(server, folder, args.threads, args.sizes[0], args.steps)
     finally:

@@ -10,7 +10,9 @@ in headers). The path is written escaped, so that no request can forge a line.
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import sys
 import time
 from typing import Any, TextIO
@@ -19,6 +21,8 @@ from dmr_core.settings import Settings
 
 FORMATS = ("text", "json")
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: Characters that make a logfmt value quoted (besides unprintable ones).
+_LOGFMT_SPECIAL = re.compile(r'[ "=\\]')
 
 
 def fields(exchange, seconds: float) -> dict[str, Any]:
@@ -42,14 +46,22 @@ def as_text(values: dict[str, Any]) -> str:
 def _logfmt(value: Any) -> str:
     if value is None:
         return "-"
+    if type(value) in (int, float):  # most fields: nothing to quote
+        return repr(value)
     text = str(value)
-    plain = text and text.isprintable() and not any(c in text for c in ' "=\\')
+    plain = text and text.isprintable() and _LOGFMT_SPECIAL.search(text) is None
     return text if plain else json.dumps(text)
 
 
 def _utc_now() -> str:
     now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    return _utc_second(int(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+@functools.lru_cache(maxsize=2)
+def _utc_second(second: int) -> str:
+    """The line's time to the second, formatted once a second rather than once a request."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 class AccessLog:
