@@ -12,6 +12,9 @@ for the model is no socket operation, so slow generation is never cut.
 
 from __future__ import annotations
 
+import socket
+
+from gunicorn.http import wsgi
 from gunicorn.workers.base_async import AsyncWorker
 from gunicorn.workers.ggevent import GeventWorker
 
@@ -21,8 +24,44 @@ from dmr_core.settings import load_settings
 class IdleTimeoutGeventWorker(GeventWorker):
     def init_process(self) -> None:
         self.client_timeout = load_settings().client_timeout or None  # 0: wait for ever, as gunicorn
+        wsgi.Response = HeadWithBodyResponse  # what wsgi.create builds in this worker process
         super().init_process()
 
     def handle(self, listener, client, addr) -> None:
         client.settimeout(self.client_timeout)  # GeventWorker.handle would make it blocking: no timeout
         AsyncWorker.handle(self, listener, client, addr)
+
+
+class HeadWithBodyResponse(wsgi.Response):
+    """gunicorn's response, whose head leaves with its body when a body follows at once.
+
+    gunicorn writes a response's head and its body in two ``send`` calls, so a small answer costs
+    two trips through the kernel's TCP stack (half a web worker's system time serving the model
+    list). When a body of known length follows (``Content-Length`` above 0, not HEAD), the head is
+    sent with ``MSG_MORE`` and the kernel sends it in one segment with the body's first bytes.
+    Streams (chunked) and empty bodies send their head at once, as before: with nothing to follow,
+    the kernel would hold a ``MSG_MORE`` head for 200 ms."""
+
+    def send_headers(self) -> None:
+        if self.headers_sent or not self._body_follows():
+            return super().send_headers()
+        sock = self.sock
+        self.sock = _MoreToCome(sock)
+        try:
+            super().send_headers()
+        finally:
+            self.sock = sock
+
+    def _body_follows(self) -> bool:
+        return (bool(self.response_length) and not self.chunked and not getattr(self, "_omits_body", False)
+                and self.req.method != "HEAD" and self.sock.family in (socket.AF_INET, socket.AF_INET6))
+
+
+class _MoreToCome:
+    """A socket whose ``sendall`` tells the kernel that more data follows (``MSG_MORE``)."""
+
+    def __init__(self, sock) -> None:
+        self._sock = sock
+
+    def sendall(self, data: bytes) -> None:
+        self._sock.sendall(data, socket.MSG_MORE)
