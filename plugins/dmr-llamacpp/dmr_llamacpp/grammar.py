@@ -41,19 +41,19 @@ class GrammarPlan:
 
     gbnf: str
     triggers: tuple[str, ...] = ()
-    #: The request parameter(s) whose schemas made it, for an error if llama.cpp refuses it.
-    param: str = "response_format"
+    #: The request parameters whose schemas made it, for an error if llama.cpp refuses it.
+    params: tuple[str, ...] = ("response_format",)
 
 
 def plan_for(request: GenerationRequest) -> GrammarPlan | None:
     tools = toolcalls.enabled(request)
     answer = answer_schema(request.response_format)
     if tools and toolcalls.forced(request.tool_choice):
-        return GrammarPlan(_build(request, None, with_calls=True), param="tools")
+        return GrammarPlan(_build(request, None, with_calls=True), params=("tools",))
     if tools:
         triggers = () if answer is not None else (CALL_TRIGGER,)
-        return GrammarPlan(_build(request, answer, with_calls=True), triggers,
-                           "tools" if answer is None else "tools' and 'response_format")
+        params = ("tools",) if answer is None else ("tools", "response_format")
+        return GrammarPlan(_build(request, answer, with_calls=True), triggers, params)
     if answer is not None:
         return GrammarPlan(_build(request, answer, with_calls=False))
     return None
@@ -91,11 +91,11 @@ def _build(request: GenerationRequest, answer: dict | None, with_calls: bool) ->
 def gbnf_literal(text: str) -> str:
     """The JSON text ``text`` as a GBNF literal that matches exactly it, with non-ASCII characters
     raw (UTF-8, as llama.cpp's converter writes them) where the port's ``json.dumps`` escaped them."""
-    text = _JSON_ESCAPE.sub(_raw_if_printable, text)
+    text = _JSON_ESCAPE.sub(_raw_if_non_ascii, text)
     return '"' + _LITERAL_SPECIAL.sub(lambda m: _LITERAL_ESCAPES.get(m[0]) or f"\\x{ord(m[0]):02X}", text) + '"'
 
 
-def _raw_if_printable(escape: re.Match) -> str:
+def _raw_if_non_ascii(escape: re.Match) -> str:
     decoded = json.loads(f'"{escape[0]}"')
     plain = all(ord(c) >= 0x80 and not 0xD800 <= ord(c) < 0xE000 for c in decoded)
     return decoded if plain else escape[0]  # a lone surrogate or an ASCII escape stays JSON's text

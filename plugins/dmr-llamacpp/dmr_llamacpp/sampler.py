@@ -92,8 +92,9 @@ class SamplerChain:
         else:
             sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf, b"root")
         if not sampler:  # a schema the converter turned into GBNF that llama.cpp cannot parse
-            raise InvalidRequest(f"'{plan.param}': llama.cpp cannot enforce this JSON Schema while generating "
-                                 "(it rejected the grammar made from it)", param=plan.param.split("'")[0])
+            named = "' and '".join(plan.params)
+            raise InvalidRequest(f"'{named}': llama.cpp cannot enforce this JSON Schema while generating "
+                                 "(it rejected the grammar made from it)", param=plan.params[0])
         holder = _internals.LlamaSampler()
         llama_cpp.llama_sampler_chain_add(holder.sampler, sampler)
         return holder

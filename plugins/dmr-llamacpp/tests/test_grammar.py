@@ -131,6 +131,15 @@ def test_a_tool_schema_no_value_matches_is_a_400_naming_tools(empty):
     assert info.value.param == "tools"
 
 
+def test_a_grammar_llama_cpp_refuses_is_a_400_naming_the_parameters(engine):
+    # It was an EngineError (a 500): whatever the converter writes, a refusal is the schema's.
+    plan = grammar.GrammarPlan('root ::= "unclosed', params=("tools", "response_format"))
+    with pytest.raises(InvalidRequest) as info:
+        sampler.SamplerChain(engine._llama)(temp=0, top_k=40, top_p=1.0, min_p=0.0, repeat_penalty=1.0,
+                                            frequency_penalty=0.0, presence_penalty=0.0, grammar=plan)  # fmt: skip
+    assert info.value.param == "tools" and "'tools' and 'response_format'" in str(info.value)
+
+
 def test_json_strings_never_hold_raw_control_characters():
     gbnf = grammar.plan_for(GenerationRequest("m", messages=ASK, response_format=ResponseFormat("json_object"))).gbnf
     assert "char ::= " + grammar.JSON_CHAR in gbnf
