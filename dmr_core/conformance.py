@@ -178,6 +178,11 @@ class EngineConformance(EngineClassConformance):
     #: The engine has a vocabulary, so takes prompts and embedding inputs as token ids (else it
     #: must refuse them with :class:`~dmr_core.errors.UnsupportedParameter`).
     supports_token_ids: bool = True
+    #: The engine applies ``SamplingParams.logit_bias`` (else it must refuse it with
+    #: :class:`~dmr_core.errors.UnsupportedParameter`).
+    supports_logit_bias: bool = True
+    #: A token id of the model the logit-bias test forces (any id whose text is not empty).
+    biased_token: int = 100
     #: Inputs of the embedding test; they must differ from one another.
     embedding_inputs: tuple[str, ...] = ("a cat sat on the mat", "the stock market fell", "hello")
 
@@ -328,6 +333,24 @@ class EngineConformance(EngineClassConformance):
         if embedding_engine is not None:
             with pytest.raises(InvalidRequest):
                 embedding_engine.embed(EmbeddingRequest(embedding_engine.model_path, ("fine", ids)))
+
+    def test_a_logit_bias_of_100_forces_its_token(self, engine):
+        """A +100 bias wins every greedy step: the text is that token's text repeated, so six
+        tokens are three tokens' text twice (the unbiased text of the prompt is no such repeat)."""
+        forced = ((self.biased_token, 100.0),)
+        if not self.supports_logit_bias:  # not offered: it must say so clearly
+            with pytest.raises(UnsupportedParameter):
+                self.run(engine, self.request(engine, logit_bias=forced))
+            return
+        three = self.text(self.run(engine, self.request(engine, max_tokens=3, logit_bias=forced)))
+        six = self.text(self.run(engine, self.request(engine, max_tokens=6, logit_bias=forced)))
+        plain = self.text(self.run(engine, self.request(engine, max_tokens=6)))
+        assert three and six == three * 2, (three, six)
+        assert plain != six
+
+    def test_a_logit_bias_outside_the_vocabulary_is_refused(self, engine):
+        with pytest.raises(InvalidRequest):
+            next(iter(engine.generate(self.request(engine, logit_bias=((2**30, 1.0),)), lambda: False)))
 
     def test_chat_request(self, engine):
         request = GenerationRequest(engine.model_path, messages=(Message("user", "Say hello."),),

@@ -94,7 +94,10 @@ class ResponseFormat:
 
 @dataclass(frozen=True, slots=True)
 class SamplingParams:
-    """Decoding controls; ``None`` means the engine's default."""
+    """Decoding controls; ``None`` means the engine's default.
+
+    ``logit_bias``: ``(token id, bias)`` pairs added to those tokens' logits before sampling
+    (OpenAI's ``logit_bias``; -100 in practice bans a token, 100 all but forces it)."""
 
     max_tokens: int | None = None
     temperature: float | None = None
@@ -106,6 +109,7 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     repeat_penalty: float | None = None
     seed: int | None = None
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +298,7 @@ def request_from_wire(data: dict[str, Any]) -> GenerationRequest:
         model_path=data["model_path"],
         messages=None if messages is None else tuple(_message_from_wire(m) for m in messages),
         prompt=data.get("prompt"),
-        sampling=SamplingParams(**{**data["sampling"], "stop": tuple(data["sampling"]["stop"])}),
+        sampling=_sampling_from_wire(data["sampling"]),
         context_size=data.get("context_size"),
         tools=tuple(ToolSpec(**t) for t in data.get("tools", ())),
         tool_choice=ToolChoice(**data.get("tool_choice", {})),
@@ -304,6 +308,11 @@ def request_from_wire(data: dict[str, Any]) -> GenerationRequest:
         think=data.get("think"),
         prompt_ids=_ids_from_wire(data.get("prompt_ids")),
     )
+
+
+def _sampling_from_wire(data: dict[str, Any]) -> SamplingParams:
+    bias = tuple((token, bias) for token, bias in data.get("logit_bias", ()))
+    return SamplingParams(**{**data, "stop": tuple(data["stop"]), "logit_bias": bias})
 
 
 def _ids_from_wire(ids: list[int] | None) -> tuple[int, ...] | None:

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from dmr_core.testing import short_tempdir, start_server, stop_server
+from tests.support.long_stories import LONG_STORY, NEVER_ENDS
 
 MODEL = "ai/smollm2"
 KEY_A, KEY_B, FILE_KEY = "key-alpha-5f2c", "key-bravo-91d0", "key-from-file-77e3"
@@ -55,7 +56,7 @@ class HeldStream:
     """A long streamed chat whose first chunk has arrived: it runs until closed."""
 
     def __init__(self, server, key):
-        body = chat_body("Write a very long story about ships.", 4000, stream=True, temperature=1.0)
+        body = chat_body(LONG_STORY[0]["content"], 4000, stream=True, temperature=1.0, logit_bias=NEVER_ENDS)
         self.response = post_json(server, "/engines/v1/chat/completions", body, bearer(key), stream=True)
         assert self.response.status_code == 200, self.response.text
         self.lines = self.response.iter_lines()

@@ -7,6 +7,7 @@ import pytest
 import requests
 
 from dmr_core.testing import start_server, stop_server
+from tests.support.long_stories import LONG_STORY, NEVER_ENDS
 
 MODEL = "ai/smollm2"
 
@@ -48,8 +49,8 @@ class HeldStream:
     """A long streamed chat whose first chunk has arrived: its model stays in use until closed."""
 
     def __init__(self, server, **extra):
-        body = {"model": MODEL, "messages": [{"role": "user", "content": "Write a very long story about ships."}],
-                "max_tokens": 4000, "temperature": 1.0, "stream": True, **extra}  # fmt: skip
+        body = {"model": MODEL, "messages": LONG_STORY, "max_tokens": 4000, "temperature": 1.0, "stream": True,
+                "logit_bias": NEVER_ENDS, **extra}  # fmt: skip
         self.response = requests.post(server.url + "/engines/v1/chat/completions", json=body, stream=True, timeout=120)
         assert self.response.status_code == 200, self.response.text
         self.lines = self.response.iter_lines()

@@ -89,11 +89,12 @@ def test_a_client_that_leaves_cancels_every_choice(dmr_server, stream):
     import socket
 
     from dmr_core.testing import wait_until
+    from tests.support.long_stories import LONG_STORY, NEVER_ENDS
 
     assert wait_until(lambda: dmr_server.worker_stats()["jobs"]["running"] == 0, timeout=60)
     before = dmr_server.worker_stats()["jobs"]
     body = json.dumps({"model": MODEL, "n": 2, "max_tokens": 3000, "temperature": 1.0, "stream": stream,
-                       "messages": [{"role": "user", "content": "Write a very long story about dragons."}]}).encode()
+                       "messages": LONG_STORY, "logit_bias": NEVER_ENDS}).encode()
     client = socket.create_connection(("127.0.0.1", dmr_server.port))
     client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip

@@ -13,12 +13,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-LONG_PROMPT = [{"role": "user", "content": "Write a very long story about ships."}]
+from tests.support.long_stories import LONG_STORY as LONG_PROMPT
+from tests.support.long_stories import NEVER_ENDS
 
 #: A streamed request per dialect: (path, body for a number of tokens and a context size, 0 for the default).
 STREAMED = {
     "openai": ("/engines/v1/chat/completions", lambda tokens, context: {
-        "model": "ai/smollm2", "stream": True, "max_tokens": tokens, "temperature": 1.0, "messages": LONG_PROMPT}),
+        "model": "ai/smollm2", "stream": True, "max_tokens": tokens, "temperature": 1.0, "messages": LONG_PROMPT,
+        "logit_bias": NEVER_ENDS}),
     "anthropic": ("/v1/messages", lambda tokens, context: {
         "model": "ai/smollm2", "stream": True, "max_tokens": tokens, "messages": LONG_PROMPT}),
     "ollama": ("/api/chat", lambda tokens, context: {

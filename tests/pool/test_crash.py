@@ -10,9 +10,10 @@ import pytest
 import requests
 
 from dmr_core.testing import openai_client_for, pid_alive, wait_until
+from tests.support.long_stories import LONG_STORY, NEVER_ENDS
 
-LONG = dict(model="ai/smollm2", max_tokens=2000, temperature=1.0, stream=True,
-            messages=[{"role": "user", "content": "Write a very long story about ships."}])  # fmt: skip
+LONG = dict(model="ai/smollm2", max_tokens=2000, temperature=1.0, stream=True, messages=LONG_STORY,
+            logit_bias=NEVER_ENDS)
 
 
 def test_worker_killed_mid_stream_fails_that_stream_and_recovers(private_server):

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from dmr_core.testing import wait_until
+from tests.support.long_stories import LONG_STORY, NEVER_ENDS
 
 MODEL = "ai/smollm2"
 #: Greedy SmolLM2 counts on for thousands of tokens after these (checked: no end-of-turn in 1,500).
@@ -88,7 +89,7 @@ def served_at_once(server) -> None:
 def test_disconnect_cancels_the_job(dmr_server, openai_client):
     before = dmr_server.worker_stats()["jobs"]
     body = {"model": "ai/smollm2", "stream": True, "max_tokens": 3000, "temperature": 1.0,
-            "messages": [{"role": "user", "content": "Write a very long story about dragons."}]}  # fmt: skip
+            "messages": LONG_STORY, "logit_bias": NEVER_ENDS}  # fmt: skip
     with requests.post(dmr_server.url + "/engines/v1/chat/completions", json=body, stream=True) as response:
         lines = response.iter_lines()
         seen = [json.loads(line[6:]) for line, _ in zip((l for l in lines if l.startswith(b"data: ")), range(5))]

@@ -47,7 +47,6 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 def _check_common(req: schema.SamplingFields) -> None:
     _check_choices(req.n or 1, 1)
-    reject_if(bool(req.logit_bias), "logit_bias", "(token biases)")
     if req.stream_options is not None and not req.stream:
         raise InvalidRequest("'stream_options' is only allowed when 'stream' is true", param="stream_options")
 
@@ -86,7 +85,27 @@ def sampling_params(req: schema.SamplingFields, max_tokens: int | None) -> Sampl
         frequency_penalty=req.frequency_penalty or 0.0,
         repeat_penalty=req.repeat_penalty,
         seed=req.seed,
+        logit_bias=_logit_bias(req.logit_bias),
     )
+
+
+#: OpenAI's range for a token's bias.
+MAX_LOGIT_BIAS = 100.0
+
+
+def _logit_bias(bias: dict[str, float] | None) -> tuple[tuple[int, float], ...]:
+    """``{"token id": bias}`` as ``(id, bias)`` pairs, checked as OpenAI checks them (whether
+    the ids are in the model's vocabulary only the engine knows)."""
+    pairs = []
+    for key, value in (bias or {}).items():
+        if not (key.isascii() and key.isdigit()):
+            raise InvalidRequest(f"Invalid key in 'logit_bias': {key!r}. The keys must be token ids, "
+                                 "non-negative integers", param="logit_bias")  # fmt: skip
+        if not -MAX_LOGIT_BIAS <= value <= MAX_LOGIT_BIAS:
+            raise InvalidRequest(f"Invalid value in 'logit_bias' for token {key}: {value}. A bias must be "
+                                 f"between {-MAX_LOGIT_BIAS:g} and {MAX_LOGIT_BIAS:g}", param="logit_bias")  # fmt: skip
+        pairs.append((int(key), float(value)))
+    return tuple(pairs)
 
 
 def _check_chat_only(req: schema.ChatCompletionRequest) -> None:

@@ -83,6 +83,8 @@ class EchoEngine(Engine):
     def generate(self, request: GenerationRequest, cancelled: CancelCheck) -> Iterator[GenerationChunk]:
         # Everything that can fail runs before the first yield: the server answers with a real
         # HTTP status (400 for a context overflow) instead of an error inside a started stream.
+        if request.sampling.logit_bias:
+            raise UnsupportedParameter(NO_TOKEN_IDS, param="logit_bias")
         size = self.count_tokens(request)
         budget = self._budget(size, request.sampling.max_tokens)
         words = self._source_words(request)

@@ -24,6 +24,7 @@ class TestEchoConformance(EngineConformance):
     prompt = "the quick brown fox jumps over the lazy dog"
     plugin_module = "dmr_echo"  # the entry point's module (works whether or not the example is installed)
     supports_token_ids = False  # its tokens are words
+    supports_logit_bias = False  # (which have no ids to bias)
 
     @pytest.fixture(scope="class")
     @classmethod

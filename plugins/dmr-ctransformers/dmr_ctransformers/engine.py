@@ -173,7 +173,7 @@ def _check_supported(request: GenerationRequest) -> None:
     sampling = request.sampling
     if sampling.min_p is not None:
         raise UnsupportedParameter("the ctransformers engine does not support min_p", param="min_p")
-    for name in ("presence_penalty", "frequency_penalty"):
+    for name in ("presence_penalty", "frequency_penalty", "logit_bias"):
         if getattr(sampling, name):
             raise UnsupportedParameter(f"the ctransformers engine does not support {name}", param=name)
     if request.logprobs is not None:

@@ -158,6 +158,9 @@ class LlamaCppEngine(Engine):
         prompt = self.prompt_tokens(request)
         try:
             budget = self._budget(len(prompt), request.sampling)
+            if request.sampling.logit_bias:
+                checked_token_ids([token for token, _ in request.sampling.logit_bias], self._llama.n_vocab(),
+                                  "logit_bias")  # fmt: skip
             plan = grammar.plan_for(request)
             # The prompt's size, before it is evaluated: Anthropic's message_start needs it first.
             yield GenerationChunk(usage=Usage(len(prompt), 0))
@@ -232,6 +235,7 @@ class LlamaCppEngine(Engine):
             "repeat_penalty": pick("repeat_penalty"),
             "presence_penalty": sampling.presence_penalty,
             "frequency_penalty": sampling.frequency_penalty,
+            "logit_bias": sampling.logit_bias,
         }
 
     # -- embeddings ----------------------------------------------------------------------------

@@ -49,9 +49,9 @@ class SamplerChain:
         self._candidates: Candidates | None = None  # one buffer per model: steps sample one sequence at a time
 
     def __call__(self, *, temp, top_k, top_p, min_p, typical_p=1.0, repeat_penalty, frequency_penalty,
-                 presence_penalty, grammar=None, seed=None, **_unused):  # fmt: skip
+                 presence_penalty, grammar=None, seed=None, logit_bias=(), **_unused):  # fmt: skip
         chain = self._chain(temp, top_k, top_p, min_p, typical_p, repeat_penalty, frequency_penalty,
-                            presence_penalty, self._llama._seed if seed is None else seed)  # fmt: skip
+                            presence_penalty, self._llama._seed if seed is None else seed, logit_bias)  # fmt: skip
         if grammar is None:
             return PlainSampler(chain)
         if self._candidates is None:
@@ -61,10 +61,12 @@ class SamplerChain:
         return GrammarSampler(chain, self._grammar(grammar), self._candidates, needed, self._grammar_first)
 
     def _chain(self, temp, top_k, top_p, min_p, typical_p, repeat_penalty, frequency_penalty, presence_penalty,
-               seed):  # fmt: skip
+               seed, logit_bias=()):  # fmt: skip
         from llama_cpp import _internals
 
         chain = _internals.LlamaSampler()
+        if logit_bias:  # first, as in llama.cpp's common sampler: the biased logits are what the rest sees
+            self._add_logit_bias(chain, logit_bias)
         chain.add_penalties(self._llama.n_vocab(), self._llama.last_n_tokens_size, repeat_penalty,
                             frequency_penalty, presence_penalty)  # fmt: skip
         if temp == 0:
@@ -77,6 +79,14 @@ class SamplerChain:
         chain.add_temp(temp)
         chain.add_dist(seed)  # each sequence its own seed
         return chain
+
+    def _add_logit_bias(self, chain, logit_bias) -> None:
+        import llama_cpp
+
+        biases = (llama_cpp.llama_logit_bias * len(logit_bias))(*(llama_cpp.llama_logit_bias(token, bias)
+                                                                  for token, bias in logit_bias))  # fmt: skip
+        sampler = llama_cpp.llama_sampler_init_logit_bias(self._llama.n_vocab(), len(logit_bias), biases)
+        llama_cpp.llama_sampler_chain_add(chain.sampler, sampler)  # the chain frees it
 
     def _grammar(self, plan):
         """The grammar sampler, alone in a chain of its own (which frees it)."""
