@@ -22,21 +22,9 @@ def test_a_bias_of_100_makes_greedy_decoding_pick_its_token(openai_client):
     assert reply.choices[0].finish_reason == "length"
 
 
-@pytest.fixture(scope="module")
-def token_id(smollm2_gguf):
-    """The id of a token's text in the model's vocabulary."""
-    import llama_cpp
-
-    vocab = llama_cpp.Llama(model_path=str(smollm2_gguf), vocab_only=True, verbose=False)
-    try:
-        yield lambda text: vocab.tokenize(text.encode(), add_bos=False, special=True)
-    finally:
-        vocab.close()
-
-
-def test_a_bias_of_minus_100_bans_the_token_greedy_decoding_would_pick(openai_client, token_id):
+def test_a_bias_of_minus_100_bans_the_token_greedy_decoding_would_pick(openai_client, smollm2_vocabulary):
     first = chat(openai_client, max_tokens=1).choices[0].message.content
-    (banned_id,) = token_id(first)
+    (banned_id,) = smollm2_vocabulary.tokenize(first.encode(), add_bos=False, special=True)
     banned = chat(openai_client, max_tokens=1, logit_bias={str(banned_id): -100}).choices[0].message.content
     assert banned and banned != first
     assert chat(openai_client, max_tokens=1, logit_bias={str(banned_id): 100}).choices[0].message.content == first

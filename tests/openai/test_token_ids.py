@@ -12,15 +12,9 @@ MODEL = "ai/smollm2"
 
 
 @pytest.fixture(scope="module")
-def tokenize(smollm2_gguf):
+def tokenize(smollm2_vocabulary):
     """The model's own tokenizer, as the engine applies it to a text prompt (BOS, special tokens)."""
-    import llama_cpp
-
-    vocab = llama_cpp.Llama(model_path=str(smollm2_gguf), vocab_only=True, verbose=False)
-    try:
-        yield lambda text: vocab.tokenize(text.encode(), add_bos=True, special=True)
-    finally:
-        vocab.close()
+    return lambda text: smollm2_vocabulary.tokenize(text.encode(), add_bos=True, special=True)
 
 
 @pytest.fixture(scope="module")

@@ -13,18 +13,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.long_stories import LONG_STORY as LONG_PROMPT
-from tests.support.long_stories import NEVER_ENDS
+from tests.support.long_stories import LONG_STORY, NEVER_ENDS
 
 #: A streamed request per dialect: (path, body for a number of tokens and a context size, 0 for the default).
 STREAMED = {
     "openai": ("/engines/v1/chat/completions", lambda tokens, context: {
-        "model": "ai/smollm2", "stream": True, "max_tokens": tokens, "temperature": 1.0, "messages": LONG_PROMPT,
+        "model": "ai/smollm2", "stream": True, "max_tokens": tokens, "temperature": 1.0, "messages": LONG_STORY,
         "logit_bias": NEVER_ENDS}),
     "anthropic": ("/v1/messages", lambda tokens, context: {
-        "model": "ai/smollm2", "stream": True, "max_tokens": tokens, "messages": LONG_PROMPT}),
+        "model": "ai/smollm2", "stream": True, "max_tokens": tokens, "messages": LONG_STORY}),
     "ollama": ("/api/chat", lambda tokens, context: {
-        "model": "ai/smollm2", "stream": True, "messages": LONG_PROMPT,
+        "model": "ai/smollm2", "stream": True, "messages": LONG_STORY,
         "options": {"num_predict": tokens, **({"num_ctx": context} if context else {})}}),
 }  # fmt: skip
 

@@ -8,6 +8,7 @@ from dmr_ctransformers.engine import CTransformersEngine
 
 class TestCTransformersConformance(EngineConformance):
     supports_logit_bias = False  # ctransformers' generate takes no biases
+
     @pytest.fixture(scope="class")
     @classmethod
     def engine_class(cls):
