@@ -46,6 +46,7 @@ def test_ps_shows_a_loaded_model_with_dmr_fields(server):
 
 def test_unload_named_model_and_all(server):
     assert chat(server).status_code == 200
+    assert wait_until(lambda: all("in_use" not in r for r in ps(server)), timeout=10)  # (see the test above)
     reply = requests.post(server.url + "/engines/unload", json={"models": [MODEL]}, timeout=30)
     assert reply.status_code == 200 and reply.json() == {"unloaded_runners": 1}
     assert ps(server) == []
