@@ -5,6 +5,11 @@ when done (:mod:`dmr_core.pool.supervisor`). A thread blocked on each such conne
 one thread per waiting request, and a model's queue is 512 deep by default; here one thread polls
 every held lease and calls its ``end`` when the client hangs up (or dies: the kernel closes its
 end, so a lease never leaks).
+
+A client closes its lease as soon as its job's last frame is in, before it writes its HTTP reply;
+the watch thread may release it a moment later. So that a request sent after that reply (an
+unload, ``/engines/ps``) never finds the job still holding its runner, the supervisor calls
+:meth:`LeaseWatch.settle` first: every hang-up already queued is released there and then.
 """
 
 from __future__ import annotations
@@ -29,11 +34,17 @@ class LeaseWatch:
         self._timeout = None if isinstance(self._selector, shared) else 0.05
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._releasing = threading.Lock()  # the watch thread and settle() may see the same hang-up
 
     def hold(self, conn: socket.socket, end: Callable[[], None]) -> None:
         """Own ``conn`` from now on: close it and call ``end()`` once its client hangs up."""
         self._start()
         self._selector.register(conn, selectors.EVENT_READ, end)
+
+    def settle(self) -> None:
+        """Release, now, every lease whose client has already hung up."""
+        for key, _ in self._selector.select(0):
+            self._check(key.fileobj, key.data)
 
     def held(self) -> int:
         """How many leases are held now."""
@@ -52,13 +63,23 @@ class LeaseWatch:
 
     def _check(self, conn: socket.socket, end: Callable[[], None]) -> None:
         """Readable: a byte (clients send none, but a stray one keeps the lease) or the hang-up."""
+        with self._releasing:
+            if self._hung_up(conn):
+                self._release(conn, end)
+
+    def _hung_up(self, conn: socket.socket) -> bool:
         try:
-            if conn.recv(1, socket.MSG_DONTWAIT):
-                return
+            self._selector.get_key(conn)
+        except (KeyError, ValueError):
+            return False  # released already, by the other of settle() and the watch thread
+        try:
+            return not conn.recv(1, socket.MSG_DONTWAIT)
         except BlockingIOError:
-            return
+            return False
         except OSError:
-            pass  # reset by a dying client: over just the same
+            return True  # reset by a dying client: over just the same
+
+    def _release(self, conn: socket.socket, end: Callable[[], None]) -> None:
         self._selector.unregister(conn)
         try:
             end()

@@ -267,6 +267,7 @@ class Supervisor:
             return {"k": "e", "error": exc.to_dict()}
 
     def _op_ping(self, message: dict[str, Any]) -> dict[str, Any]:
+        self.leases.settle()  # the in-use counts of jobs whose client already has its reply are stale
         runners = self.scheduler.runners()
         workers = []
         for slot in self.slots:
@@ -279,9 +280,11 @@ class Supervisor:
     _op_status = _op_ping
 
     def _op_runners(self, message: dict[str, Any]) -> list[dict[str, Any]]:
+        self.leases.settle()
         return self.scheduler.runners()
 
     def _op_unload(self, message: dict[str, Any]) -> int:
+        self.leases.settle()  # a runner whose last job's client has its reply is idle: it unloads
         models = set(message.get("model_ids") or ())
         count = self.scheduler.unload(bool(message.get("all")), str(message.get("backend") or ""), models)
         self.scheduler.flush()

@@ -35,9 +35,7 @@ def test_df_counts_model_and_engine_bytes(server):
 
 def test_ps_shows_a_loaded_model_with_dmr_fields(server):
     assert chat(server).status_code == 200
-    # The job's hold on the runner is released just after the reply is written: wait for it.
-    assert wait_until(lambda: all("in_use" not in r for r in ps(server)), timeout=10)
-    (row,) = ps(server)
+    (row,) = ps(server)  # at once: the job's hold on its runner ended before its reply was written
     assert row["backend_name"] == "llama.cpp" and row["model_name"] == MODEL and row["mode"] == "completion"
     assert row["keep_alive"] == "5m0s" and "in_use" not in row and "loading" not in row
     assert row["last_used"].endswith("Z") and not row["last_used"].startswith("0001")
@@ -46,8 +44,7 @@ def test_ps_shows_a_loaded_model_with_dmr_fields(server):
 
 def test_unload_named_model_and_all(server):
     assert chat(server).status_code == 200
-    assert wait_until(lambda: all("in_use" not in r for r in ps(server)), timeout=10)  # (see the test above)
-    reply = requests.post(server.url + "/engines/unload", json={"models": [MODEL]}, timeout=30)
+    reply = requests.post(server.url + "/engines/unload", json={"models": [MODEL]}, timeout=30)  # at once
     assert reply.status_code == 200 and reply.json() == {"unloaded_runners": 1}
     assert ps(server) == []
     reply = requests.post(server.url + "/engines/unload", json={"all": True}, timeout=30)
@@ -100,3 +97,12 @@ def test_num_ctx_makes_its_own_runner(server):
     assert ollama_generate(server, options={"num_predict": 1, "num_ctx": 1024}).status_code == 200
     (row,) = ps(server)
     assert row["context_size"] == 1024
+
+
+def test_an_unload_right_after_each_reply_finds_the_runner_idle(server):
+    # The job's client closes its lease before it writes the reply; the supervisor settles such
+    # hang-ups before it unloads, so the runner is never still counted as busy here.
+    for _ in range(10):
+        assert chat(server).status_code == 200
+        reply = requests.post(server.url + "/engines/unload", json={"all": True}, timeout=30)
+        assert reply.json() == {"unloaded_runners": 1}

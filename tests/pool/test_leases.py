@@ -46,3 +46,32 @@ def test_a_failing_release_does_not_stop_the_watch():
     watch.hold(held, lambda: ended.append("second"))
     second.close()
     assert wait_until(lambda: ended == ["second"], timeout=10)
+
+
+def test_settle_releases_every_hang_up_already_queued_at_once(monkeypatch):
+    watch, ended = LeaseWatch(), []
+    monkeypatch.setattr(watch, "_start", lambda: None)  # no watch thread: only settle() can release
+    gone, held_gone = socket.socketpair()
+    staying, held_staying = socket.socketpair()
+    watch.hold(held_gone, lambda: ended.append("gone"))
+    watch.hold(held_staying, lambda: ended.append("staying"))
+    gone.close()
+    staying.sendall(b"x")  # readable, but not a hang-up
+    watch.settle()
+    assert ended == ["gone"] and watch.held() == 1 and held_gone.fileno() == -1
+    watch.settle()  # nothing more to release; the stray byte was read
+    assert ended == ["gone"] and watch.held() == 1
+
+
+def test_settle_and_the_watch_thread_release_a_lease_once():
+    watch, ended = LeaseWatch(), []
+    clients = []
+    for number in range(100):
+        client, held = socket.socketpair()
+        clients.append(client)
+        watch.hold(held, lambda number=number: ended.append(number))
+    for client in clients:
+        client.close()
+        watch.settle()
+    assert wait_until(lambda: watch.held() == 0, timeout=10)
+    assert sorted(ended) == list(range(100))
