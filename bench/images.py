@@ -14,15 +14,19 @@ measured is the server. ``requests`` spends about 1.5 ms of Python per call on t
 (``--client requests`` shows it), and on the same cores as the server that is charged to (b) alone,
 as ``wrk`` rather than a Python client measures the model list.
 
-Reported: images/s of each (median over rounds) and their ratio (b)/(a) (target ≥ 0.95), then the
-time from request to first byte of the answer for a cold model (unloaded first: the load is in it),
-next to the in-process load + first picture.
+Reported: images/s of each (median over rounds) and their ratio (b)/(a) (target ≥ 0.95); the
+median of each round's own ratio (its two halves ran side by side, so this one is the steadier
+where the machine's speed drifts between rounds: shared VMs' does, by up to 1.5x within minutes);
+then the time from request to first byte of the answer for a cold model (unloaded first: the load
+is in it), next to the in-process load + first picture.
 
     .venv/bin/python bench/images.py [--sizes 64 256] [--rounds 5] [--requests 8] [--steps 2]
-        [--threads 2] [--clients 1] [--client http.client|requests] [--quick]
+        [--threads 2] [--clients 1] [--client http.client|requests] [--cpu SECONDS] [--quick]
 
 ``--clients 2``: two HTTP clients at once, so one request's HTTP and pool hops overlap the other's
 picture (the throughput a busy server gives; the in-process side stays one caller).
+``--cpu 10``: then, for 10 s of requests one at a time, the CPU each server process spends per
+picture (``/proc``): where the server's share goes, steadier than any timing on a shared VM.
 ``--quick``: one round of two requests at 64×64 (a smoke run of about 30 seconds).
 """
 
@@ -33,6 +37,7 @@ import base64
 import concurrent.futures
 import http.client
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -146,8 +151,38 @@ def compare(engine, server, sizes: list[int], rounds: int, count: int, steps: in
             for run in pair if turn % 2 == 0 else pair[::-1]:
                 run()
         a, b = statistics.median(local), statistics.median(remote)
+        paired = statistics.median(there / here for here, there in zip(local, remote))
         print(f"{side}x{side}, {steps} steps: in-process {a:7.2f} img/s   server {b:7.2f} img/s   "
-              f"ratio {b / a:.3f}   (rounds {rounds} x {count}, {clients} {client_kind} client(s))", flush=True)  # fmt: skip
+              f"ratio {b / a:.3f}   round by round {paired:.3f}   "
+              f"(rounds {rounds} x {count}, {clients} {client_kind} client(s))", flush=True)  # fmt: skip
+
+
+def cpu_per_picture(server, client_kind: str, side: int, steps: int, seconds: float) -> None:
+    """CPU time per picture of each server process and of this client, from ``/proc``, while one
+    client sends ``side``-pixel requests one at a time for ``seconds``: what each hop costs the
+    machine (the inference worker's share includes the picture itself)."""
+    processes = {server.process.pid: "gunicorn master", server.pool_pids()[0]: "pool supervisor"}
+    processes.update({pid: "inference worker" for pid in server.pool_pids()[1:]})
+    processes.update({pid: "web worker" for pid in server.web_worker_pids()})
+    client = CLIENTS[client_kind](server.url)
+    client.post(body(side, steps, 0))
+    before, mine, count = {pid: _cpu_seconds(pid) for pid in processes}, time.process_time(), 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        client.post(body(side, steps, count))
+        count += 1
+    print(f"CPU per {side}x{side} picture over {count} requests ({count / (time.perf_counter() - started):.1f}/s):")
+    for pid, name in processes.items():
+        user, system = (now - then for now, then in zip(_cpu_seconds(pid), before[pid]))
+        print(f"  {name:17s} user {user / count * 1000:7.2f} ms   system {system / count * 1000:5.2f} ms")
+    print(f"  {'this client':17s} {(time.process_time() - mine) / count * 1000:7.2f} ms", flush=True)
+
+
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of process ``pid`` so far (Linux ``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
 def cold_first_byte(server, folder: Path, threads: int, side: int, steps: int) -> None:
@@ -176,6 +211,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1, help="HTTP clients sending requests at once")
     parser.add_argument("--client", choices=sorted(CLIENTS), default="http.client", help="the HTTP client library")
     parser.add_argument("--quick", action="store_true", help="one round of two requests at 64x64 (smoke run)")
+    parser.add_argument("--cpu", type=float, default=0, metavar="SECONDS",
+                        help="then CPU per picture of each server process, at the first size, for SECONDS")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.rounds, args.requests = [64], 1, 2
@@ -188,6 +225,8 @@ def main() -> None:
         engine = load_engine(folder, args.threads)
         compare(engine, server, args.sizes, args.rounds, args.requests, args.steps, args.clients, args.client)
         engine.close()
+        if args.cpu:
+            cpu_per_picture(server, args.client, args.sizes[0], args.steps, args.cpu)
         cold_first_byte(server, folder, args.threads, args.sizes[0], args.steps)
     finally:
         stop_server(server)
