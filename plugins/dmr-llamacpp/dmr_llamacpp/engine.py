@@ -56,6 +56,7 @@ class LlamaCppEngine(Engine):
     def load(self) -> None:
         import llama_cpp  # heavy: only in the inference worker, only when a model loads
 
+        from dmr_llamacpp.batch import first_context_size
         from dmr_llamacpp.sampler import LogprobReader, SamplerChain  # numpy
 
         self.config = flags.runner_config(self.config)  # --parallel
@@ -65,20 +66,23 @@ class LlamaCppEngine(Engine):
         if self.mode is Mode.RERANKING:
             ranking.check_classifier(self.model_path)
         cpu_path = extra_buffers.verdict.get()  # AMX faults on some CPUs: see extra_buffers.py
+        arguments = flags.llama_kwargs(
+            self.config.runtime_flags,
+            model_path=self.model_path,
+            n_ctx=self.config.context_size or 0,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=-1,
+            embedding=embedding,
+            pooling_type=getattr(llama_cpp, POOLING.get(self.mode, "LLAMA_POOLING_TYPE_UNSPECIFIED")),
+            verbose=False,
+            **_whole_input_batches(self.mode, self.config.context_size),
+        )  # fmt: skip
+        if self.mode is Mode.COMPLETION:  # its context is widened for its slots (_batch_decoder)
+            arguments["n_ctx"] = first_context_size(arguments["n_ctx"], self.parallel, arguments.get("n_batch", 512))
         try:
             with extra_buffers.model_defaults(cpu_path.use_extra_buffers):
-                self._llama = llama_cpp.Llama(**flags.llama_kwargs(
-                    self.config.runtime_flags,
-                    model_path=self.model_path,
-                    n_ctx=self.config.context_size or 0,
-                    n_threads=threads,
-                    n_threads_batch=threads,
-                    n_gpu_layers=-1,
-                    embedding=embedding,
-                    pooling_type=getattr(llama_cpp, POOLING.get(self.mode, "LLAMA_POOLING_TYPE_UNSPECIFIED")),
-                    verbose=False,
-                    **_whole_input_batches(self.mode, self.config.context_size),
-                ))  # fmt: skip
+                self._llama = llama_cpp.Llama(**arguments)
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadFailed(f"llama.cpp could not load {self.model_path}: {exc}") from exc
         # Asked twice a token (decoder and engine): a dict hit instead of a ctypes call, each of
@@ -101,7 +105,7 @@ class LlamaCppEngine(Engine):
     def _batch_decoder(self):
         from dmr_llamacpp.batch import BatchDecoder, widen_context
 
-        self._n_ctx = widen_context(self._llama, self.parallel)  # each sequence: the configured size
+        self._n_ctx = widen_context(self._llama, self.parallel, self.config.context_size)  # each: the configured size
         return BatchDecoder(self._llama, self.parallel, self._is_eog, self._logprobs, self._projector,
                             prompt_cache=self.config.prompt_cache)  # fmt: skip
 

@@ -250,3 +250,28 @@ def test_a_turn_that_waits_for_a_slot_gets_its_prefix_back_when_one_frees(smollm
         assert waited[-1].usage.cached_tokens >= a.prompts[0] - 3, (waited[-1].usage, a.prompts)
     finally:
         cached.close()
+
+
+@pytest.mark.parametrize("asked, per_sequence", [(4096, 4096), (4100, 4352), (300, 512)])
+def test_each_slot_gets_the_configured_context_rounded_as_llama_cpp_rounds_it(smollm2_gguf, asked, per_sequence):
+    config = RunnerConfig(context_size=asked, threads=2, parallel=2, runtime_flags=("--batch-size", "256"))
+    engine = LlamaCppEngine(str(smollm2_gguf), Mode.COMPLETION, config)
+    engine.load()
+    try:
+        settings = engine.effective_settings()
+        # The first context Llama() makes is cut to a batch's size (it is replaced at once), but
+        # neither the batch size nor the sizes of the context that replaces it are.
+        assert settings["n_ctx"] == 2 * per_sequence and engine._n_ctx == per_sequence
+        assert settings["n_batch"] == min(256, asked)
+    finally:
+        engine.close()
+
+
+def test_the_first_context_is_cut_only_where_it_is_replaced():
+    from dmr_llamacpp.batch import first_context_size
+
+    assert first_context_size(8192, 2, 512) == 512
+    assert first_context_size(8192, 2, 2048) == 2048  # Llama() cuts n_batch to the context: keep it whole
+    assert first_context_size(8192, 1, 512) == 8192  # one slot: that context is the one used
+    assert first_context_size(0, 2, 512) == 0  # the model's own size: known only once loaded
+    assert first_context_size(100, 2, 512) == 100
