@@ -27,11 +27,11 @@ class LeaseWatch:
     def __init__(self) -> None:
         # With epoll (Linux) and kqueue (BSD, macOS) a socket registered by another thread is
         # watched by the select() already waiting (the set lives in the kernel), so taking a lease
-        # wakes nobody; a wake-up byte per lease cost the supervisor ~60 µs of a job's path. The
-        # watch thread alone unregisters. Other selectors see a new socket at their next call.
+        # wakes nobody: a wake-up byte per lease cost the supervisor ~70 µs of CPU a job. Other
+        # selectors see a new socket at their next call, within ``_timeout``.
         self._selector = selectors.DefaultSelector()
-        shared = tuple(getattr(selectors, name) for name in ("EpollSelector", "KqueueSelector") if hasattr(selectors, name))
-        self._timeout = None if isinstance(self._selector, shared) else 0.05
+        shared = [getattr(selectors, name, None) for name in ("EpollSelector", "KqueueSelector")]
+        self._timeout = None if isinstance(self._selector, tuple(c for c in shared if c)) else 0.05
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._releasing = threading.Lock()  # the watch thread and settle() may see the same hang-up
