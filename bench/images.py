@@ -38,6 +38,7 @@ import concurrent.futures
 import http.client
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -174,7 +175,7 @@ def cpu_per_picture(server, client_kind: str, side: int, steps: int, seconds: fl
     print(f"CPU per {side}x{side} picture over {count} requests ({count / (time.perf_counter() - started):.1f}/s):")
     for pid, name in processes.items():
         user, system = (now - then for now, then in zip(_cpu_seconds(pid), before[pid]))
-        print(f"  {name:17s} user {user / count * 1000:7.2f} ms   system {system / count * 1000:5.2f} ms")
+        print(f"  {name:17s} user {user / count * 1000:7.2f} ms   system {system / count * 1000:5.2f} ms   (pid {pid})")
     print(f"  {'this client':17s} {(time.process_time() - mine) / count * 1000:7.2f} ms", flush=True)
 
 
@@ -217,9 +218,17 @@ def main() -> None:
     if args.quick:
         args.sizes, args.rounds, args.requests = [64], 1, 2
     work = Path(tempfile.mkdtemp(prefix="dmr-bench-images-"))
-    folder = write_tiny_diffusers(work / "tiny-sd")
     store = short_tempdir("dmr-bench-store-")
-    ModelStore(store).import_diffusers(folder, MODEL)
+    try:
+        folder = write_tiny_diffusers(work / "tiny-sd")
+        ModelStore(store).import_diffusers(folder, MODEL)
+        measure(args, folder, store)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(store, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, folder: Path, store: Path) -> None:
     server = start_server(store, DMR_THREADS=str(args.threads))
     try:
         engine = load_engine(folder, args.threads)
