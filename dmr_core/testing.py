@@ -43,9 +43,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: The directories :func:`short_tempdir` made in this process, removed when a passing run ends.
+_short_tempdirs: list[Path] = []
+_OWNS_TEMPDIRS = pytest.StashKey[bool]()
+
+
 def short_tempdir(prefix: str) -> Path:
-    """A directory with a short path: Unix socket paths must stay under 108 bytes."""
-    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    """A directory with a short path: Unix socket paths must stay under 108 bytes. Made under
+    /tmp (pytest's ``tmp_path`` is too deep); a run that passes removes it at its end, a run that
+    fails keeps it (servers' logs are in their pool directories) and says where."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    _short_tempdirs.append(path)
+    return path
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -185,6 +194,23 @@ def pytest_configure(config: pytest.Config) -> None:
     if not testing_reaper.started():
         testing_reaper.start()
         config.add_cleanup(testing_reaper.finish)
+        config.stash[_OWNS_TEMPDIRS] = True  # an inner run must not remove the outer run's directories
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the run's short temporary directories if it passed (every fixture has stopped by now);
+    else keep them, and name them, for their servers' logs."""
+    if not session.config.stash.get(_OWNS_TEMPDIRS, False) or not _short_tempdirs:
+        return
+    if exitstatus == pytest.ExitCode.OK:
+        for path in _short_tempdirs:
+            shutil.rmtree(path, ignore_errors=True)
+        _short_tempdirs.clear()
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"dmr: kept the {len(_short_tempdirs)} /tmp directories of this run's servers and "
+                            f"stores (each server's log is server.log in its dmr-pool-* directory)")  # fmt: skip
 
 
 # -- fixtures ------------------------------------------------------------------------------------
