@@ -239,6 +239,7 @@ def measure(args: argparse.Namespace, folder: Path, store: Path) -> None:
         cold_first_byte(server, folder, args.threads, args.sizes[0], args.steps)
     finally:
         stop_server(server)
+        shutil.rmtree(server.pool_dir, ignore_errors=True)  # its log and metrics: nobody reads them after
 
 
 if __name__ == "__main__":
