@@ -162,8 +162,9 @@ def cpu_per_picture(server, client_kind: str, side: int, steps: int, seconds: fl
     """CPU time per picture of each server process and of this client, from ``/proc``, while one
     client sends ``side``-pixel requests one at a time for ``seconds``: what each hop costs the
     machine (the inference worker's share includes the picture itself)."""
-    processes = {server.process.pid: "gunicorn master", server.pool_pids()[0]: "pool supervisor"}
-    processes.update({pid: "inference worker" for pid in server.pool_pids()[1:]})
+    supervisor, *workers = server.pool_pids()
+    processes = {server.process.pid: "gunicorn master", supervisor: "pool supervisor"}
+    processes.update({pid: "inference worker" for pid in workers})
     processes.update({pid: "web worker" for pid in server.web_worker_pids()})
     client = CLIENTS[client_kind](server.url)
     client.post(body(side, steps, 0))

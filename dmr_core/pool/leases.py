@@ -21,6 +21,9 @@ import threading
 from collections.abc import Callable
 
 log = logging.getLogger("dmr.pool")
+#: Selectors whose watched set lives in the kernel, shared with a select() already waiting.
+_KERNEL_SETS = tuple(getattr(selectors, name) for name in ("EpollSelector", "KqueueSelector")
+                     if hasattr(selectors, name))
 
 
 class LeaseWatch:
@@ -30,8 +33,7 @@ class LeaseWatch:
         # wakes nobody: a wake-up byte per lease cost the supervisor ~70 µs of CPU a job. Other
         # selectors see a new socket at their next call, within ``_timeout``.
         self._selector = selectors.DefaultSelector()
-        shared = [getattr(selectors, name, None) for name in ("EpollSelector", "KqueueSelector")]
-        self._timeout = None if isinstance(self._selector, tuple(c for c in shared if c)) else 0.05
+        self._timeout = None if isinstance(self._selector, _KERNEL_SETS) else 0.05
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._releasing = threading.Lock()  # the watch thread and settle() may see the same hang-up

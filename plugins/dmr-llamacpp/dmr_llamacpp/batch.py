@@ -90,16 +90,16 @@ def widen_context(llama: Any, slots: int, context_size: int = 0) -> int:
     """
     from llama_cpp import _internals
 
+    if slots < 2:
+        return llama.n_ctx()  # the context Llama() made is the one used
     per_sequence = -(-context_size // CONTEXT_PAD) * CONTEXT_PAD if context_size else llama.n_ctx()
-    if slots > 1:
-        params = llama.context_params
-        params.n_ctx, params.n_seq_max, params.kv_unified = per_sequence * slots, slots, False
-        llama._ctx.close()
-        llama._ctx = llama._stack.enter_context(
-            contextlib.closing(_internals.LlamaContext(model=llama._model, params=params, verbose=False))
-        )
-        per_sequence = llama.n_ctx() // slots
-    return per_sequence
+    params = llama.context_params
+    params.n_ctx, params.n_seq_max, params.kv_unified = per_sequence * slots, slots, False
+    llama._ctx.close()
+    llama._ctx = llama._stack.enter_context(
+        contextlib.closing(_internals.LlamaContext(model=llama._model, params=params, verbose=False))
+    )
+    return llama.n_ctx() // slots  # as llama.cpp made it
 
 
 @dataclass

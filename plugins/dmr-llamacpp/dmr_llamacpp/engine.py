@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import inspect
 import math
 import random
 from collections.abc import Iterator
@@ -79,7 +80,8 @@ class LlamaCppEngine(Engine):
             **_whole_input_batches(self.mode, self.config.context_size),
         )  # fmt: skip
         if self.mode is Mode.COMPLETION:  # its context is widened for its slots (_batch_decoder)
-            arguments["n_ctx"] = first_context_size(arguments["n_ctx"], self.parallel, arguments.get("n_batch", 512))
+            n_batch = arguments.get("n_batch", _default_argument(llama_cpp.Llama, "n_batch"))
+            arguments["n_ctx"] = first_context_size(arguments["n_ctx"], self.parallel, n_batch)
         try:
             with extra_buffers.model_defaults(cpu_path.use_extra_buffers):
                 self._llama = llama_cpp.Llama(**arguments)
@@ -289,6 +291,11 @@ class LlamaCppEngine(Engine):
         if llama is not None:
             llama.close()
             self._llama = None
+
+
+def _default_argument(function, name: str):
+    """``function``'s default for its argument ``name`` (llama-cpp-python's own, not a copy of it)."""
+    return inspect.signature(function).parameters[name].default
 
 
 def _whole_input_batches(mode: Mode, context_size: int) -> dict[str, int]:
