@@ -108,7 +108,7 @@ def test_without_pollrdhup_a_watch_behind_pipelined_bytes_gives_up_quietly(conne
     watch = ClientWatch(server, gone)
     client.sendall(b"GET / HTTP/1.1\r\n\r\n")
     assert settle(gone, 0.3) == 0
-    assert watch._greenlet.dead  # nothing it can tell any more: never a false cancel
+    assert not watch.watching  # nothing it can tell any more: never a false cancel
 
 
 def test_outside_a_request_there_is_nothing_to_watch():
