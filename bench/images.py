@@ -21,10 +21,13 @@ then the time from request to first byte of the answer for a cold model (unloade
 is in it), next to the in-process load + first picture.
 
     .venv/bin/python bench/images.py [--sizes 64 256] [--rounds 5] [--requests 8] [--steps 2]
-        [--threads 2] [--clients 1] [--client http.client|requests] [--cpu SECONDS] [--quick]
+        [--threads 2] [--clients 1] [--client http.client|requests] [--cpu SECONDS] [--floor] [--quick]
 
 ``--clients 2``: two HTTP clients at once, so one request's HTTP and pool hops overlap the other's
 picture (the throughput a busy server gives; the in-process side stays one caller).
+``--floor``: a third side, interleaved with the other two: ``bench/floor_app.py``, the smallest
+server of dmr's design (gunicorn's gevent worker, one hop to the same pool worker, nothing else),
+which bounds what any server built this way reaches here.
 ``--cpu 10``: then, for 10 s of requests one at a time, the CPU each server process spends per
 picture (``/proc``): where the server's share goes, steadier than any timing on a shared VM.
 ``--quick``: one round of two requests at 64×64 (a smoke run of about 30 seconds).
@@ -35,14 +38,18 @@ from __future__ import annotations
 import argparse
 import base64
 import concurrent.futures
+import contextlib
 import http.client
 import json
 import os
 import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import requests
@@ -52,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dmr_core.engines.base import RunnerConfig  # noqa: E402
 from dmr_core.generation import ImageRequest, Mode  # noqa: E402
 from dmr_core.store.layout import ModelStore  # noqa: E402
-from dmr_core.testing import short_tempdir, start_server, stop_server  # noqa: E402
+from dmr_core.testing import free_port, short_tempdir, start_server, stop_server, wait_until  # noqa: E402
 from tests.support.tiny_diffusers import write_tiny_diffusers  # noqa: E402
 
 MODEL = "ai/tiny-sd"
@@ -138,24 +145,28 @@ def through_server(clients: list, side: int, steps: int, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def compare(engine, server, sizes: list[int], rounds: int, count: int, steps: int, clients: int,
+def compare(engine, servers: dict[str, str], sizes: list[int], rounds: int, count: int, steps: int, clients: int,
             client_kind: str = "http.client") -> None:  # fmt: skip
-    sessions = [CLIENTS[client_kind](server.url) for _ in range(clients)]
-    for side in sizes:  # warm both (the server's runner loads on its first request)
+    """Each server of ``servers`` (label: base URL) against the engine in-process, rounds interleaved."""
+    sessions = {label: [CLIENTS[client_kind](url) for _ in range(clients)] for label, url in servers.items()}
+    for side in sizes:  # warm every side (a server's runner loads on its first request)
         in_process(engine, side, steps, 1)
-        through_server(sessions, side, steps, len(sessions))
+        for label in servers:
+            through_server(sessions[label], side, steps, len(sessions[label]))
     for side in sizes:
-        local, remote = [], []
-        for turn in range(rounds):  # interleaved, the order alternating, so drift hits both alike
-            pair = [lambda: local.append(in_process(engine, side, steps, count)),
-                    lambda: remote.append(through_server(sessions, side, steps, count))]  # fmt: skip
-            for run in pair if turn % 2 == 0 else pair[::-1]:
-                run()
-        a, b = statistics.median(local), statistics.median(remote)
-        paired = statistics.median(there / here for here, there in zip(local, remote))
-        print(f"{side}x{side}, {steps} steps: in-process {a:7.2f} img/s   server {b:7.2f} img/s   "
-              f"ratio {b / a:.3f}   round by round {paired:.3f}   "
-              f"(rounds {rounds} x {count}, {clients} {client_kind} client(s))", flush=True)  # fmt: skip
+        runs = [("in-process", lambda: in_process(engine, side, steps, count))]
+        runs += [(label, lambda s=sessions[label]: through_server(s, side, steps, count)) for label in servers]
+        rates: dict[str, list[float]] = {label: [] for label, _ in runs}
+        for turn in range(rounds):  # interleaved, the order rotating, so drift hits every side alike
+            for label, run in runs[turn % len(runs):] + runs[: turn % len(runs)]:
+                rates[label].append(run())
+        local = rates["in-process"]
+        for label in servers:
+            a, b = statistics.median(local), statistics.median(rates[label])
+            paired = statistics.median(there / here for here, there in zip(local, rates[label]))
+            print(f"{side}x{side}, {steps} steps: in-process {a:7.2f} img/s   {label} {b:7.2f} img/s   "
+                  f"ratio {b / a:.3f}   round by round {paired:.3f}   "
+                  f"(rounds {rounds} x {count}, {clients} {client_kind} client(s))", flush=True)  # fmt: skip
 
 
 def cpu_per_picture(server, client_kind: str, side: int, steps: int, seconds: float) -> None:
@@ -187,6 +198,34 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
+@contextlib.contextmanager
+def floor_server(server, store: Path, wanted: bool) -> Iterator[str | None]:
+    """The URL of ``bench/floor_app.py`` served beside ``server`` (its pool), while in the block."""
+    if not wanted:
+        yield None
+        return
+    port = free_port()
+    env = {**os.environ, "DMR_STORE": str(store), "DMR_POOL_DIR": str(server.pool_dir), "DMR_FLOOR_MODEL": MODEL}
+    command = [str(Path(sys.executable).parent / "gunicorn"), "-k", "gevent", "-w", "1", "--keep-alive", "5",
+               "-b", f"127.0.0.1:{port}", "--chdir", str(Path(__file__).parent), "floor_app:app"]  # fmt: skip
+    log = server.pool_dir / "floor.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=output)
+    try:
+        wait_until(lambda: _listening(port) or process.poll() is not None, timeout=60)
+        if process.poll() is not None or not _listening(port):
+            raise RuntimeError(f"the floor server did not start:\n{log.read_text()[-2000:]}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def cold_first_byte(server, folder: Path, threads: int, side: int, steps: int) -> None:
     requests.post(server.url + "/engines/unload", json={"all": True}, timeout=60).raise_for_status()
     started = time.perf_counter()
@@ -213,6 +252,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1, help="HTTP clients sending requests at once")
     parser.add_argument("--client", choices=sorted(CLIENTS), default="http.client", help="the HTTP client library")
     parser.add_argument("--quick", action="store_true", help="one round of two requests at 64x64 (smoke run)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also the smallest server of this design (bench/floor_app.py), interleaved")
     parser.add_argument("--cpu", type=float, default=0, metavar="SECONDS",
                         help="then CPU per picture of each server process, at the first size, for SECONDS")
     args = parser.parse_args()
@@ -233,7 +274,9 @@ def measure(args: argparse.Namespace, folder: Path, store: Path) -> None:
     server = start_server(store, DMR_THREADS=str(args.threads))
     try:
         engine = load_engine(folder, args.threads)
-        compare(engine, server, args.sizes, args.rounds, args.requests, args.steps, args.clients, args.client)
+        with floor_server(server, store, args.floor) as floor:
+            servers = {"server": server.url, **({"floor": floor} if floor else {})}
+            compare(engine, servers, args.sizes, args.rounds, args.requests, args.steps, args.clients, args.client)
         engine.close()
         if args.cpu:
             cpu_per_picture(server, args.client, args.sizes[0], args.steps, args.cpu)

@@ -6,7 +6,8 @@ response starts), so a client that gave up could hold a slot for as long as its 
 llama-server does while it waits for a job (cpp-httplib's ``is_socket_alive``: the socket is
 readable and a peek returns no byte), the web worker's event loop watches the client's socket
 while the job runs: a client sends nothing while it waits for its response, so end-of-file or an
-error there means it closed the connection. The pool client then cancels the job (:meth:`~dmr_core.pool.client.Job.abandon`).
+error there means it closed the connection. The pool client then cancels the job
+(:meth:`~dmr_core.pool.client.Job.abandon`).
 
 One case that is not a departure, and one that is:
 

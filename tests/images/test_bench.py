@@ -1,4 +1,5 @@
-"""``bench/images.py`` still runs end to end: its smoke run (``--quick``) with the CPU report."""
+"""``bench/images.py`` still runs end to end: its smoke run (``--quick``) with the CPU report and
+the design's floor (``--floor``: ``bench/floor_app.py`` beside the server)."""
 
 import os
 import re
@@ -12,7 +13,7 @@ from dmr_core.testing import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow  # a server, a pipeline in-process and a load each: about a minute
 
-RATIO = re.compile(r"64x64, 2 steps: in-process +([\d.]+) img/s +server +([\d.]+) img/s +ratio ([\d.]+)")
+RATIO = r"64x64, 2 steps: in-process +([\d.]+) img/s +{side} +([\d.]+) img/s +ratio ([\d.]+)"
 
 
 def run_bench(*arguments: str, timeout: float = 300) -> str:
@@ -28,10 +29,13 @@ def run_bench(*arguments: str, timeout: float = 300) -> str:
     return output
 
 
-def test_the_smoke_run_measures_both_sides_and_each_server_process():
-    output = run_bench("--quick", "--cpu", "2")
-    local, remote, ratio = map(float, RATIO.search(output).groups())
-    assert local > 0 and remote > 0 and ratio == pytest.approx(remote / local, abs=0.002)
+def test_the_smoke_run_measures_every_side_and_each_server_process():
+    output = run_bench("--quick", "--cpu", "2", "--floor")
+    for side in ("server", "floor"):
+        found = re.search(RATIO.format(side=side), output)
+        assert found, output[-3000:]
+        local, remote, ratio = map(float, found.groups())
+        assert local > 0 and remote > 0 and ratio == pytest.approx(remote / local, abs=0.002)
     cpu = {}
     for name, user in re.findall(r"^  (web worker|pool supervisor|inference worker) +user +([\d.]+) ms", output, re.M):
         cpu[name] = max(cpu.get(name, 0.0), float(user))  # of the web workers, the one that served
