@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import re
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -92,3 +94,15 @@ def test_a_static_file_cannot_close_its_own_element(tmp_path):
     (tmp_path / "app.js").write_text('document.write("</script><script>alert(1)")')
     with pytest.raises(ValueError, match="</script"):
         web_page.build_page(tmp_path)
+
+
+def test_the_date_header_is_the_current_second_and_moves_on(dmr_server):
+    """Web workers format ``Date`` once a second (dmr_core.web_worker.HttpDate), never a stale one."""
+    dates = []
+    for _ in range(2):
+        sent = time.time()
+        date = email.utils.parsedate_to_datetime(raw_get(dmr_server.url, {}).getheader("Date")).timestamp()
+        assert int(sent) <= date <= time.time()  # the header names a whole second: the one it was sent in
+        dates.append(date)
+        time.sleep(1.1)
+    assert dates[1] > dates[0]
