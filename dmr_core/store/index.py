@@ -41,7 +41,7 @@ def read_index(path: Path) -> tuple[FileKey | None, list[IndexEntry]]:
 
 def file_key(path: Path) -> FileKey | None:
     try:
-        info = path.stat()
+        info = os.stat(path)
     except FileNotFoundError:
         return None
     return info.st_mtime_ns, info.st_size, info.st_ino

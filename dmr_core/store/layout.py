@@ -42,13 +42,11 @@ class ModelStore:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        #: Asked on every request that names a model (its key tells whether the listing changed).
+        self.index_path = self.root / "models.json"
         self._listing: tuple[FileKey | None, list[Model]] = (None, [])
         # Manifests and config blobs never change, so what they say is kept per model id.
         self._details: dict[str, tuple[int, dict[str, Any], tuple[str, ...]]] = {}
-
-    @property
-    def index_path(self) -> Path:
-        return self.root / "models.json"
 
     def blob_path(self, digest: str) -> Path:
         return self.root / "blobs" / "sha256" / _hex(digest)
